@@ -1,0 +1,58 @@
+"""What every command shares: exit codes and the mapping of library errors to one-line messages."""
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+EXIT_OK = 0
+EXIT_SOME_INPUTS_FAILED = 1
+EXIT_USAGE = 2  # bad option, bad model/bundle/checkpoint, unwritable output (click's usage errors use 2 too)
+
+
+class UserError(click.ClickException):
+    exit_code = EXIT_USAGE
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    from munit_rt.errors import MunitRtError
+
+    types: list[type[BaseException]] = [MunitRtError]
+    training_errors = sys.modules.get("training.errors")  # only if a torch-side command loaded it
+    if training_errors is not None:
+        types.append(training_errors.TrainingError)
+    export_errors = sys.modules.get("export.errors")
+    if export_errors is not None:
+        types.append(export_errors.ExportError)
+    return tuple(types)
+
+
+def friendly_errors(func):
+    """Turn library errors into `Error: <one line>` with exit code 2, and Ctrl-C into exit 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - narrowed below
+            if isinstance(exc, _user_error_types()):
+                raise UserError(str(exc)) from None
+            raise
+
+    return wrapper
+
+
+def require(module: str, extra: str):
+    """Import a heavy optional module or fail with the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise UserError(f"this command needs '{module}' ({exc}); install it with: pip install 'munit-rt[{extra}]'") from None

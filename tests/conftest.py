@@ -1,0 +1,86 @@
+"""Shared fixtures: tiny MUNIT configs and checkpoints (dim 8, 32x32) so the suite stays fast on CPU."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+TINY_CONFIG = {
+    "gen": {"dim": 8, "mlp_dim": 16, "style_dim": 4, "activ": "relu", "n_downsample": 2, "n_res": 1,
+            "pad_type": "reflect"},
+    "dis": {"dim": 8, "norm": "none", "activ": "lrelu", "n_layer": 2, "gan_type": "lsgan", "num_scales": 2,
+            "pad_type": "reflect"},
+    "input_dim_a": 3, "input_dim_b": 3,
+    "new_size": 32, "crop_image_height": 32, "crop_image_width": 32,
+    "batch_size": 2, "num_workers": 0, "display_size": 2,
+    "image_save_iter": 1000, "snapshot_save_iter": 1000, "log_iter": 1, "max_iter": 10,
+}
+
+
+def tiny_config_dict(**overrides):
+    import copy
+
+    data = copy.deepcopy(TINY_CONFIG)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key].update(value)
+        else:
+            data[key] = value
+    return data
+
+
+@pytest.fixture
+def tiny_config():
+    from training.config import config_from_dict
+
+    return config_from_dict(tiny_config_dict(), source="tiny")
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def make_generators(config, seed: int = 0):
+    import torch
+
+    from training.munit import AdaINGen
+
+    torch.manual_seed(seed)
+    gens = {d: AdaINGen(config.input_dim(d), config.gen).eval() for d in ("a", "b")}
+    # non-trivial weights everywhere (kaiming-like), so parity tests exercise every layer
+    return gens
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path, tiny_config) -> Path:
+    """A munit-rt gen_XXXXXXXX.pt with random weights and the tiny config stored inside."""
+    from training.checkpoint import save_generators
+
+    path = tmp_path / "gen_00000010.pt"
+    save_generators(path, make_generators(tiny_config), tiny_config, iteration=10)
+    return path
+
+
+@pytest.fixture
+def official_checkpoint(tmp_path, tiny_config) -> tuple[Path, Path]:
+    """An official-format gen file ({'a': sd, 'b': sd}, no config) and its YAML."""
+    import torch
+
+    gens = make_generators(tiny_config, seed=1)
+    path = tmp_path / "official" / "gen_00001000.pt"
+    path.parent.mkdir()
+    torch.save({"a": gens["a"].state_dict(), "b": gens["b"].state_dict()}, path)
+    yaml_path = write_yaml(tmp_path / "official" / "tiny.yaml", tiny_config_dict())
+    return path, yaml_path
+
+
+def require_shared_data(name: str = "utkface") -> Path:
+    root = SHARED_DATA / name
+    if not root.is_dir():
+        pytest.skip(f"real photos not found at ../shared/data/{name} (only present on the project's machines)")
+    return root
