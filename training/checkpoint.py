@@ -57,14 +57,16 @@ def torch_load(path: str | Path, trust: bool = False) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
-        if "Weights only load failed" in first or "weights_only" in str(exc):
+        # Only a pickled class/function is "unsafe"; random bytes also end up as a weights-only failure.
+        if "Unsupported global" in str(exc):
             raise CheckpointError(
                 f"{path}: refused, the file contains pickled objects that could run code when loaded; "
                 "re-save it as plain tensors, or pass --trust-checkpoint if you trust its author"
             ) from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({first})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle data)") from None
+    # KeyError/IndexError/TypeError: what the legacy (non-zip) reader raises on text or random bytes
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError,
+            IndexError, TypeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint, truncated or corrupt ({reason[:120]})") from None
 
@@ -152,3 +154,129 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+# ----------------------------------------------------------------------------------- every family
+# munit-rt files of CycleGAN and StarGAN follow the MUNIT layout: generator state dicts under their
+# upstream names plus the "munit_rt" block.
+#
+#     cyclegan_%08d.pt  {"G_A": sd, "G_B": sd, "munit_rt": {"format", "family": "cyclegan", "config", "iteration"}}
+#     stargan_%08d.pt   {"G": sd, "munit_rt": {..., "family": "stargan", ...}}
+#
+# Upstream files are one plain generator state dict each: junyanz `latest_net_G_A.pth` (G_A: A -> B) and
+# `latest_net_G_B.pth` (G_B: B -> A), given alone or as a pair; yunjey `200000-G.ckpt`. They store no
+# config: the caller's config is used, else the upstream defaults (CycleGAN ngf 64, 9 blocks, instance
+# norm; StarGAN conv_dim 64, c_dim 5, repeat_num 6).
+_UPSTREAM_ITER_RE = re.compile(r"(\d+)-G\.ckpt$")  # yunjey names files by iteration
+
+
+def read_any_checkpoint(path: str | Path | tuple | list, config: Any = None, trust: bool = False) -> Checkpoint:
+    """Open a generator checkpoint of any family, munit-rt or upstream, and resolve its config.
+
+    `path` may be a pair of upstream CycleGAN files (G_A and G_B). `config` is a YAML path or a config
+    object; for munit-rt files it must agree with the stored one. MUNIT files go through `read_checkpoint`.
+    """
+    paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+    if not 1 <= len(paths) <= 2:
+        raise CheckpointError(f"expected one checkpoint file or a G_A/G_B pair, got {len(paths)} files")
+    loaded = [(p, torch_load(p, trust=trust)) for p in paths]
+    families = [_detect_any_family(p, obj) for p, obj in loaded]
+    if len(paths) == 2 and families != ["cyclegan-official", "cyclegan-official"]:
+        raise CheckpointError(f"{paths[0]}, {paths[1]}: only upstream CycleGAN generators come in pairs "
+                              "(latest_net_G_A.pth with latest_net_G_B.pth)")
+    family = families[0]
+    if family == "munit":
+        return read_checkpoint(paths[0], config=config, trust=trust)  # loads the file again; MUNIT rules apply
+    if family.endswith("-official"):
+        return _upstream_checkpoint(loaded, family.removesuffix("-official"), config)
+    return _munit_rt_checkpoint(paths[0], loaded[0][1], family, config)
+
+
+def _detect_any_family(path: Path, obj: Any) -> str:
+    """'munit', '<family>' for munit-rt files, '<family>-official' for upstream ones; else a CheckpointError."""
+    from training.official import detect_upstream_family
+
+    family = _detect_family(obj)
+    if family is not None:
+        return family
+    if isinstance(obj, dict) and {"a", "b"} <= set(obj):
+        return "munit"  # read_checkpoint says what is wrong with it
+    upstream = detect_upstream_family(obj) if isinstance(obj, dict) else None
+    if upstream in ("cyclegan", "stargan"):
+        return f"{upstream}-official"
+    if upstream is not None:
+        raise CheckpointError(f"{path}: an upstream {upstream.split('-')[0]} discriminator; pass the generator "
+                              "file (latest_net_G_A.pth / NNNNNN-G.ckpt)")
+    raise CheckpointError(f"{path}: not a generator checkpoint of a known family (MUNIT gen_XXXXXXXX.pt, "
+                          "munit-rt cyclegan_/stargan_XXXXXXXX.pt, CycleGAN latest_net_G_A.pth, StarGAN "
+                          "NNNNNN-G.ckpt)")
+
+
+def _resolve_config(config: Any, family: str, source: str):
+    from training.config import FAMILY_CONFIGS, load_any_config
+
+    if config is None or isinstance(config, FAMILY_CONFIGS[family]):
+        return config
+    if isinstance(config, (str, Path)):
+        return load_any_config(config, family=family)
+    raise CheckpointError(f"{source}: a {family} checkpoint, but the config is a {type(config).__name__}")
+
+
+def _munit_rt_checkpoint(path: Path, obj: dict, family: str, config: Any) -> Checkpoint:
+    from training.config import FAMILY_CONFIGS, family_config_from_dict
+    from training.registry import FAMILIES
+
+    if family not in FAMILY_CONFIGS:
+        raise CheckpointError(f"{path}: checkpoint of unknown family '{family}' (written by a newer munit-rt?)")
+    meta = obj[META_KEY]
+    if meta.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: munit-rt checkpoint format {meta.get('format')!r}, this version reads "
+                              f"format {FORMAT_VERSION}")
+    stored = family_config_from_dict(meta.get("config", {}), source=f"{path} (stored config)", family=family)
+    given = _resolve_config(config, family, str(path))
+    spec = FAMILIES[family]
+    if given is not None and spec.model_part(given) != spec.model_part(stored):
+        raise CheckpointError(f"{path}: --config disagrees with the config stored in the checkpoint; "
+                              "leave --config out for munit-rt checkpoints")
+    missing = [key for key in spec.weight_keys if key not in obj]
+    if missing:
+        raise CheckpointError(f"{path}: {family} checkpoint without the '{missing[0]}' weights")
+    return Checkpoint(path=path, family=family, config=stored,
+                      state_dicts={key: obj[key] for key in spec.weight_keys},
+                      iteration=meta.get("iteration"), source_format="munit-rt", sha256=file_sha256(path),
+                      meta=meta)
+
+
+def _upstream_checkpoint(loaded: list[tuple[Path, dict]], family: str, config: Any) -> Checkpoint:
+    from training.config import FAMILY_CONFIGS
+    from training.official import clean_state_dict
+
+    first = loaded[0][0]
+    given = _resolve_config(config, family, str(first))
+    state_dicts, files = {}, {}
+    for path, obj in loaded:
+        key = ("G_B" if "G_B" in path.name else "G_A") if family == "cyclegan" else "G"
+        if key in state_dicts:
+            raise CheckpointError(f"{files[key]}, {path}: both files hold {key}; name them *_G_A.pth and *_G_B.pth")
+        state_dicts[key], files[key] = clean_state_dict(dict(obj)), str(path)
+    match = _UPSTREAM_ITER_RE.search(first.name) if family == "stargan" else None
+    digest = hashlib.sha256("".join(file_sha256(p) for p, _ in loaded).encode()).hexdigest() \
+        if len(loaded) > 1 else file_sha256(first)
+    return Checkpoint(path=first, family=family, config=given if given is not None else FAMILY_CONFIGS[family](),
+                      state_dicts=dict(sorted(state_dicts.items())), iteration=int(match.group(1)) if match else None,
+                      source_format="official", sha256=digest,
+                      meta={"files": files, "config_source": "given" if given is not None else "defaults"})
+
+
+def save_family_checkpoint(path: str | Path, family: str, generators: dict[str, Any], config: Any,
+                           iteration: int) -> None:
+    """Write `<family>_XXXXXXXX.pt` atomically: generator state dicts under their upstream names + config."""
+    from training.registry import FAMILIES
+
+    keys = FAMILIES[family].weight_keys
+    if set(generators) != set(keys):
+        raise ValueError(f"a {family} checkpoint holds {', '.join(keys)}; got {', '.join(generators)}")
+    payload = {key: (gen.state_dict() if hasattr(gen, "state_dict") else gen) for key, gen in generators.items()}
+    payload[META_KEY] = {"format": FORMAT_VERSION, "family": family, "config": config.to_dict(),
+                         "iteration": int(iteration)}
+    atomic_torch_save(payload, path)

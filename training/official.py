@@ -57,3 +57,51 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, Any], source: str)
             raise CheckpointError(f"{source}: tensor '{key}' has shape {list(got)} but the config expects "
                                   f"{list(tensor.shape)}; pass the config the checkpoint was trained with")
     model.load_state_dict(state, strict=True)
+
+
+# ------------------------------------------------------------------------------ CycleGAN and StarGAN
+# Upstream files are plain generator state dicts; these key patterns tell them apart (after
+# `clean_state_dict`). Discriminator files are recognised only to say so in the error.
+_UPSTREAM_SIGNATURES = (
+    # (name, key that must exist, its kernel size)
+    ("cyclegan", "model.1.weight", 7),                  # junyanz ResnetGenerator: ReflectionPad, Conv 7x7
+    ("cyclegan-discriminator", "model.0.weight", 4),    # junyanz NLayerDiscriminator: Conv 4x4 first
+    ("stargan", "main.0.weight", 7),                    # yunjey Generator: Conv 7x7 on image + labels
+    ("stargan-discriminator", "conv2.weight", None),    # yunjey Discriminator: classifier head conv2
+)
+
+
+def detect_upstream_family(state: dict[str, Any]) -> str | None:
+    """'cyclegan' / 'stargan' for upstream generator files, '<family>-discriminator' for their
+    discriminators, None for anything else."""
+    state = clean_state_dict(state)
+    for name, key, kernel in _UPSTREAM_SIGNATURES:
+        tensor = state.get(key)
+        if getattr(tensor, "dim", lambda: 0)() == 4 and (kernel is None or tensor.shape[-1] == kernel):
+            return name
+    return None
+
+
+def remap_cyclegan(state: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+    """Upstream `__patch_instance_norm_state_dict`: files from PyTorch < 0.4 (and some later ones) hold
+    `running_mean` / `running_var` / `num_batches_tracked` for InstanceNorm layers that track nothing;
+    drop them. Everything else passes through unchanged, so a wrong file still fails the strict load."""
+    state = clean_state_dict(state)
+    untracked = {name for name, m in model.named_modules()
+                 if isinstance(m, nn.modules.instancenorm._InstanceNorm) and not m.track_running_stats}
+    return {key: value for key, value in state.items()
+            if not (key.rpartition(".")[0] in untracked and key.rpartition(".")[2] in _STALE_NORM_BUFFERS)}
+
+
+def remap_stargan(state: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+    """Files saved by PyTorch 0.4.0 have no `num_batches_tracked` (added in 0.4.1, and never used by
+    instance norm); fill in 0 where the model has the buffer, as PyTorch's own loader does for old files."""
+    import torch
+
+    state = clean_state_dict(state)
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.instancenorm._InstanceNorm) and m.track_running_stats:
+            key = f"{name}.num_batches_tracked"
+            if key not in state and f"{name}.running_mean" in state:
+                state[key] = torch.tensor(0, dtype=torch.long)
+    return state

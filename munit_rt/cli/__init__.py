@@ -22,7 +22,7 @@ def cli() -> None:
 def _register() -> None:
     import importlib
 
-    for name in ("train", "info", "export", "translate"):
+    for name in ("train", "info", "export", "translate", "build"):
         try:
             module = importlib.import_module(f"munit_rt.cli.{name}")
         except ModuleNotFoundError as exc:

@@ -1,0 +1,50 @@
+"""`munit-rt train`: thin wrapper around `training.trainer.train` (torch is imported only when it runs)."""
+from __future__ import annotations
+
+import click
+
+from munit_rt.cli.common import friendly_errors
+
+
+@click.command("train")
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="YAML config; its `family` key (munit, cyclegan, stargan; default munit) picks the model, "
+                   "e.g. training/configs/munit_utkface.yaml, cyclegan_utkface.yaml, stargan_utkface.yaml.")
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False),
+              help="MUNIT, CycleGAN: folder with trainA/ trainB/ (testA/ testB/ optional); default: the "
+                   "config's data_root (MUNIT also data_folder_*/data_list_*). StarGAN: the image folder of "
+                   "the attribute file, replacing the config's image_dir.")
+@click.option("--out", "out_dir", required=True, type=click.Path(),
+              help="Run folder: checkpoints/, images/, logs/, config.yaml.")
+@click.option("--max-iter", type=click.IntRange(min=1),
+              help="Override the config's max_iter (CycleGAN, StarGAN: stop after this many iterations; "
+                   "the LR schedule still follows the config's epochs / num_iters).")
+@click.option("--resume", is_flag=True, help="Continue from the newest snapshot in --out/checkpoints.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", type=int, help="Override the config's seed.")
+@friendly_errors
+def command(config_path, data_dir, out_dir, max_iter, resume, device, seed):
+    """Train a MUNIT, CycleGAN or StarGAN model (needs munit-rt[train]).
+
+    Snapshots: MUNIT uses the official names (gen_XXXXXXXX.pt, dis_XXXXXXXX.pt, optimizer.pt), CycleGAN
+    and StarGAN cyclegan_/stargan_XXXXXXXX.pt with dis_XXXXXXXX.pt and optimizer.pt. Ctrl-C writes a
+    snapshot and exits with code 130; --resume continues exactly where the newest snapshot stopped.
+    """
+    from munit_rt.cli.common import require
+
+    require("torch", "train")
+    require("yaml", "train")
+    from training.config import config_family
+
+    options = dict(max_iter=max_iter, resume=resume, device=device, seed=seed)
+    if config_family(config_path) == "munit":
+        from training.trainer import TqdmProgress, train
+
+        result = train(config_path, data_dir, out_dir, **options, callbacks=(TqdmProgress(),))
+    else:
+        from training.loop import FamilyProgress
+        from training.registry import get_family
+
+        family = get_family(config_family(config_path))
+        result = family.train(config_path, data_dir, out_dir, **options, callbacks=(FamilyProgress(),))
+    click.echo(f"Done: iteration {result.iteration}; snapshots in {result.run_dir / 'checkpoints'}")

@@ -1,0 +1,198 @@
+"""Translator against the PyTorch modules it was exported from; preprocessing and style codes by formula."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_bundle import build_tiny_bundle
+
+from munit_rt import Translator
+from munit_rt.backends.onnxruntime import OnnxRuntimeBackend
+from munit_rt.bundle import Bundle
+
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, Path]:
+    return build_tiny_bundle(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def gens(tiny):
+    """The reference: training.munit modules loaded straight from the checkpoint."""
+    from training.checkpoint import load_generators, read_checkpoint
+
+    return load_generators(read_checkpoint(tiny[0]))
+
+
+@pytest.fixture(scope="module")
+def translator(tiny):
+    with Translator(tiny[1], backend="onnxruntime") as t:
+        yield t
+
+
+def torch_translate(gens, images, codes, source, target):
+    """Official semantics: content of each image once, then decode(content, style) per style."""
+    import torch
+
+    with torch.inference_mode():
+        content = gens[source].enc_content(torch.from_numpy(images))
+        per_image = codes.ndim == 3
+        rows = []
+        for i in range(len(images)):
+            image_codes = torch.from_numpy(codes[i] if per_image else codes)
+            rows.append(torch.stack([gens[target].decode(content[i:i + 1], s[None])[0] for s in image_codes]))
+        return torch.stack(rows).numpy()
+
+
+def images_of(n, h=32, w=40, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (n, 3, h, w)).astype(np.float32)
+
+
+@pytest.mark.parametrize("direction,source,target", [("a2b", "a", "b"), ("b2a", "b", "a")])
+def test_random_styles_match_pytorch(translator, gens, direction, source, target):
+    images = images_of(3)
+    shared = np.random.default_rng(1).standard_normal((4, 4)).astype(np.float32)
+    per_image = np.random.default_rng(2).standard_normal((3, 2, 4)).astype(np.float32)
+    for codes in (shared, per_image):
+        got = translator.translate(images, codes, direction=direction, batch_size=3)
+        assert got.shape == (3, codes.shape[-2], 3, 32, 40) and got.dtype == np.float32
+        np.testing.assert_allclose(got, torch_translate(gens, images, codes, source, target), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("direction,source,target", [("a2b", "a", "b"), ("b2a", "b", "a")])
+def test_reference_styles_match_pytorch(translator, gens, direction, source, target):
+    import torch
+
+    images, references = images_of(2, seed=3), images_of(3, h=36, w=32, seed=4)
+    codes = translator.encode_style(references, target)
+    with torch.inference_mode():
+        expected_codes = gens[target].enc_style(torch.from_numpy(references)).flatten(1).numpy()
+    np.testing.assert_allclose(codes, expected_codes, atol=ATOL, rtol=0)
+    got = translator.translate(images, codes, direction=direction, batch_size=4)
+    np.testing.assert_allclose(got, torch_translate(gens, images, expected_codes, source, target), atol=ATOL, rtol=0)
+
+
+def test_torch_backend_agrees_with_onnxruntime(tiny, translator):
+    images, codes = images_of(2, seed=5), np.random.default_rng(6).standard_normal((3, 4)).astype(np.float32)
+    with Translator(tiny[1], backend="torch") as reference:
+        np.testing.assert_allclose(reference.translate(images, codes, "b2a"), translator.translate(images, codes, "b2a"),
+                                   atol=ATOL, rtol=0)
+
+
+class CountingBackend(OnnxRuntimeBackend):
+    """ORT, recording (graph, batch rows) of every call."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls: list[tuple[str, int]] = []
+
+    def _run(self, graph, feeds):
+        self.calls.append((graph.name, len(next(iter(feeds.values())))))
+        return super()._run(graph, feeds)
+
+
+def test_work_is_shared_never_repeated(tiny):
+    backend = CountingBackend(Bundle(tiny[1]))
+    t = Translator(backend.bundle, backend=backend)
+    n, s, batch = 5, 3, 4
+    t.translate(images_of(n), np.zeros((s, 4), np.float32), "a2b", batch_size=batch)
+    rows = lambda name: [r for g, r in backend.calls if g == name]  # noqa: E731
+    assert sum(rows("content_encoder_a")) == n  # each image's content once
+    assert rows("style_mlp_b") == [s]  # all styles through the MLP in one call
+    assert rows("decoder_b") == [4, 4, 4, 3]  # n * s pairs in batches of `batch`
+    backend.calls.clear()
+    t.translate(images_of(n), np.zeros((n, s, 4), np.float32), "a2b", batch_size=batch)
+    assert rows("style_mlp_b") == [s] * n and sum(rows("content_encoder_a")) == n
+
+
+def test_a_fused_backend_path_is_used_when_offered(tiny, translator):
+    """Backends that keep tensors on the device (TensorRT) offer translate_batch for shared codes."""
+    calls = []
+
+    class FusedBackend(OnnxRuntimeBackend):
+        def translate_batch(self, images, codes, direction):
+            calls.append((len(images), codes.shape))
+            return translator.translate(images, codes, direction)
+
+    t = Translator(Bundle(tiny[1]), backend=FusedBackend(Bundle(tiny[1])))
+    images = images_of(3)
+    shared, per_image = np.ones((2, 4), np.float32), np.ones((3, 2, 4), np.float32)
+    np.testing.assert_array_equal(t.translate(images, shared), translator.translate(images, shared))
+    np.testing.assert_array_equal(t.translate(images, per_image), translator.translate(images, per_image))
+    assert calls == [(3, (2, 4))] + [(1, (2, 4))] * 3
+
+
+def test_batch_size_does_not_change_results(translator):
+    images, codes = images_of(5, seed=7), np.random.default_rng(8).standard_normal((5, 3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(translator.translate(images, codes, batch_size=1),
+                                  translator.translate(images, codes, batch_size=5))
+
+
+def test_bad_inputs_are_refused(translator):
+    from munit_rt.errors import InputError
+
+    with pytest.raises(InputError, match="multiples of 4"):
+        translator.translate(images_of(1, h=30), np.zeros((1, 4), np.float32))
+    with pytest.raises(InputError, match=r"\[S, 4\]"):
+        translator.translate(images_of(1), np.zeros((1, 5), np.float32))
+    with pytest.raises(InputError, match="direction"):
+        translator.translate(images_of(1), np.zeros((1, 4), np.float32), direction="a2c")
+
+
+# -- preprocessing and pixels -------------------------------------------------------------------------------
+def test_preprocess_resizes_crops_and_composites_alpha(tmp_path):
+    from PIL import Image
+
+    from munit_rt.images import Preprocess, normalize, read_image
+
+    rgba = np.zeros((50, 70, 4), np.uint8)  # H 50, W 70, fully transparent: white after compositing
+    Image.fromarray(rgba).save(tmp_path / "clear.png")
+    prep = Preprocess.from_bundle({"size": 32, "multiple": 4}, channels=3)
+    pixels = read_image(tmp_path / "clear.png", prep)
+    # shorter side 50 -> 32, longer int(32 * 70 / 50) = 44, already a multiple of 4
+    assert pixels.shape == (32, 44, 3) and (pixels == 255).all()
+    x = normalize(pixels, prep)
+    assert x.shape == (3, 32, 44) and np.allclose(x, 1.0)
+
+    Image.fromarray(np.full((33, 46, 3), 100, np.uint8)).save(tmp_path / "odd.png")
+    odd = read_image(tmp_path / "odd.png", Preprocess.from_bundle({"size": 33, "multiple": 4}, channels=1))
+    assert odd.shape == (32, 44, 1)  # 33x46 rounded down to multiples of 4 by a center crop; greyscale
+
+
+def test_exif_orientation_is_respected(tmp_path):
+    from PIL import Image
+
+    from munit_rt.images import Preprocess, read_image
+
+    image = Image.fromarray(np.zeros((32, 64, 3), np.uint8))  # landscape as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": displayed as portrait
+    image.save(tmp_path / "rotated.jpg", exif=exif.tobytes())
+    assert read_image(tmp_path / "rotated.jpg", Preprocess.from_bundle({"size": 32, "multiple": 4}, 3)).shape[:2] == (64, 32)
+
+
+def test_output_pixels_follow_the_formula():
+    from munit_rt.images import to_pixels
+
+    y = np.array([-1.5, -1.0, -0.5, 0.0, 0.999, 1.0, 2.0], np.float32).reshape(1, 1, 7)
+    expected = [0, 0, round(0.25 * 255), round(0.5 * 255), round((1.999 / 2) * 255), 255, 255]
+    assert to_pixels(y)[0, :, 0].tolist() == expected  # clipped, never min-max rescaled
+
+
+def test_styles_depend_only_on_seed_and_path():
+    from munit_rt.styles import interpolate_styles, random_styles
+
+    first = random_styles(3, 4, seed=0, relpath="x/a.png")
+    random_styles(3, 4, seed=0, relpath="b.png")  # drawing other inputs in between changes nothing
+    assert np.array_equal(first, random_styles(3, 4, seed=0, relpath="x/a.png"))
+    assert not np.array_equal(first, random_styles(3, 4, seed=1, relpath="x/a.png"))
+    assert not np.array_equal(first, random_styles(3, 4, seed=0, relpath="x/b.png"))
+
+    linear = interpolate_styles(first, 1)
+    assert linear.shape == (5, 4) and np.allclose(linear[[0, 2, 4]], first)
+    assert np.allclose(linear[1], (first[0] + first[1]) / 2, atol=1e-6)
+    spherical = interpolate_styles(first, 3, spherical=True)
+    assert spherical.shape == (9, 4) and np.allclose(spherical[[0, 4, 8]], first, atol=1e-6)
