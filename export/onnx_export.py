@@ -11,9 +11,10 @@
     generator                       image [N, 3, H, W], label [N, c_dim] -> output [N, 3, H, W]    (StarGAN G)
 
 (H, W multiples of 4; StarGAN tiles the label over H x W inside the graph, so H and W stay symbolic.)
-The graphs wrap the training modules in thin adapters; the architecture is only ever defined in `training`. Tracing uses the TorchScript exporter with named dynamic axes: batch and spatial sizes
-stay symbolic, including the LayerNorm's `C*H*W - 1` divisor (a Shape -> Gather -> Sub chain), which parity
-checks at sizes other than the traced one confirm. ONNX Runtime's basic optimiser then folds constants.
+The graphs wrap the training modules in thin adapters; the architecture is only ever defined in `training`.
+Tracing uses the TorchScript exporter with named dynamic axes: batch and spatial sizes stay symbolic,
+including the LayerNorm's `C*H*W - 1` divisor (a Shape -> Gather -> Sub chain), which parity checks at sizes
+other than the traced one confirm. ONNX Runtime's basic optimiser then folds constants.
 """
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ CycleGAN and StarGAN generator graphs: batch 1 and 3 at 32x32 and 48x40 (multipl
 batch, so a label tiled onto the wrong sample or a frozen batch size shows up.
 
 FP32 passes when max |onnx - torch| <= atol. FP16 is judged against the FP32 ONNX output by PSNR; the peak is
-2.0 for images (range [-1, 1]: decoder and generator outputs) and the reference's max |value| for content, style and AdaIN
-outputs.
+2.0 for images (range [-1, 1]: decoder and generator outputs) and the reference's max |value| for content,
+style and AdaIN outputs.
 """
 from __future__ import annotations
 

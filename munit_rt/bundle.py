@@ -13,32 +13,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from munit_rt.errors import BundleError
+from munit_rt.family import COMMON_KEYS, FAMILIES, FamilySpec, ManifestProblem  # noqa: F401 (re-exported)
 
 MANIFEST_NAME = "manifest.json"
 BUNDLE_FORMAT = "munit-rt-bundle"
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 
 
-@dataclass(frozen=True)
-class FamilySpec:
-    """What a family's bundle must contain: graph roles (per domain) with their fixed I/O names."""
-
-    roles: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]  # role -> (input names, output names)
-    domains: tuple[str, ...] | None  # required domain names; None = any non-empty set
-
-
-# New families (cyclegan, stargan) are one entry here plus their pipeline; the reader needs nothing else.
-FAMILIES: dict[str, FamilySpec] = {
-    "munit": FamilySpec(
-        roles={
-            "content_encoder": (("image",), ("content",)),
-            "style_encoder": (("image",), ("style",)),
-            "style_mlp": (("style",), ("adain_params",)),
-            "decoder": (("content", "adain_params"), ("output",)),
-        },
-        domains=("a", "b"),
-    ),
-}
+# What each family's bundle must contain (keys, graphs and their I/O names) is the table in munit_rt/family.
 
 
 @dataclass(frozen=True)
@@ -88,11 +70,30 @@ class Bundle:
 
     # -- public view ---------------------------------------------------------------------------------
     @property
+    def spec(self) -> FamilySpec:
+        """The family's entry in munit_rt.family.FAMILIES."""
+        return FAMILIES[self.family]
+
+    @property
     def domains(self) -> dict[str, int]:
-        return {name: int(spec["channels"]) for name, spec in self.manifest["domains"].items()}
+        """Domain -> channels (MUNIT, CycleGAN); empty for StarGAN, whose images have `channels`."""
+        return {name: int(spec["channels"]) for name, spec in self.manifest.get("domains", {}).items()}
+
+    @property
+    def directions(self) -> dict[str, dict[str, Any]]:
+        """CycleGAN: the exported directions (a2b, b2a) -> {graph, generator, source_domain, target_domain}."""
+        return dict(self.manifest.get("directions", {}))
+
+    @property
+    def labels(self) -> dict[str, Any]:
+        """StarGAN: the label layout block (c_dim, selected_attrs, layout, hair colours)."""
+        return dict(self.manifest.get("labels", {}))
 
     @property
     def style_dim(self) -> int:
+        if "style_dim" not in self.manifest:
+            raise BundleError(f"{self._label}: a {self.spec.title} bundle has no style codes (style_dim is "
+                              "MUNIT's)")
         return int(self.manifest["style_dim"])
 
     @property
@@ -116,6 +117,15 @@ class Bundle:
                               f"{', '.join(sorted(files))}); re-export with --precision {precision}")
         return self.path / files[precision].path
 
+    def graph_bytes(self, name: str, precision: str = "fp32") -> bytes:
+        """The graph file's bytes, re-checked against the manifest's sha256 at read time."""
+        path = self.graph_path(name, precision)
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.graphs[name].files[precision].sha256:
+            raise BundleError(f"{self._label}: file {self.graphs[name].files[precision].path} changed since the "
+                              "bundle was opened (sha256 mismatch); re-export the bundle")
+        return data
+
     def describe(self) -> str:
         """Readable summary for `munit-rt info BUNDLE`."""
         m, src = self.manifest, self.manifest.get("source_checkpoint") or {}
@@ -128,11 +138,8 @@ class Bundle:
             f"checkpoint  {src.get('name', '?')} ({src.get('format', '?')}{iteration}, "
             f"sha256 {str(src.get('sha256', '?'))[:12]})",
             f"            exported from {src.get('path', '?')}",
-            "domains     " + ", ".join(f"{d}: {c} channel{'s' if c != 1 else ''}" for d, c in self.domains.items()),
-            f"style_dim   {self.style_dim}   content channels {m.get('content_channels', '?')}   "
-            f"AdaIN parameters {self.adain.get('total', '?')} in {len(self.adain.get('layers', []))} layers",
-            f"preprocess  shorter side -> {pre.get('size')} px ({pre.get('resample', 'bicubic')}), "
-            f"H and W a multiple of {pre.get('multiple')}",
+            *(f"{label:<11} {text}" for label, text in self.spec.describe(m)),
+            f"preprocess  {_preprocess_text(pre, self.spec.fit)}",
             f"precisions  {', '.join(self.precisions)}",
             "",
             f"{'graph':<20} {'precision':<10} {'size':>10}  parity",
@@ -171,35 +178,44 @@ class Bundle:
                               f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}); upgrade munit-rt or re-export")
         family = m.get("family")
         if family not in FAMILIES:
-            raise BundleError(f"{self._label}: unknown model family {family!r} (known: {', '.join(FAMILIES)})")
-        for key in ("domains", "preprocess", "style_dim", "precisions", "graphs", "files"):
+            raise BundleError(f"{self._label}: unknown model family {family!r} (known: {', '.join(FAMILIES)}); "
+                              "written by a newer munit-rt?")
+        spec = FAMILIES[family]
+        for key in (*spec.required_keys, *COMMON_KEYS):
             if key not in m:
-                raise BundleError(f"{self._label}: {MANIFEST_NAME} lacks the key '{key}'")
-        required = FAMILIES[family].domains
-        if not m["domains"] or (required is not None and sorted(m["domains"]) != sorted(required)):
+                raise BundleError(f"{self._label}: {MANIFEST_NAME} lacks the key '{key}' (required for "
+                                  f"family '{family}')")
+        required = spec.domains
+        if required is not None and (not isinstance(m["domains"], dict) or sorted(m["domains"]) != sorted(required)):
             raise BundleError(f"{self._label}: domains {sorted(m['domains'])} do not match family '{family}' "
-                              f"(expected {list(required or [])})")
+                              f"(expected {list(required)})")
         return family
 
     def _parse_graphs(self) -> dict[str, GraphSpec]:
         spec = FAMILIES[self.family]
         raw_graphs = self.manifest["graphs"]
         graphs: dict[str, GraphSpec] = {}
-        for role, (input_names, output_names) in spec.roles.items():
-            for domain in self.manifest["domains"]:
-                name = f"{role}_{domain}"
-                raw = raw_graphs.get(name)
-                if not isinstance(raw, dict):
-                    raise BundleError(f"{self._label}: graph '{name}' is missing from {MANIFEST_NAME}")
-                graph = self._parse_graph(name, raw)
-                got_in, got_out = tuple(t.name for t in graph.inputs), tuple(t.name for t in graph.outputs)
-                if sorted(got_in) != sorted(input_names) or sorted(got_out) != sorted(output_names):
-                    raise BundleError(f"{self._label}: graph '{name}' has I/O {got_in} -> {got_out}, "
-                                      f"expected {input_names} -> {output_names}")
-                missing = [p for p in self.precisions if p not in graph.files]
-                if missing:
-                    raise BundleError(f"{self._label}: graph '{name}' lacks its {', '.join(missing)} file")
-                graphs[name] = graph
+        try:
+            required = spec.graphs(self.manifest)
+        except ManifestProblem as exc:
+            raise BundleError(f"{self._label}: {MANIFEST_NAME}: {exc}") from None
+        for name, (input_names, output_names) in required.items():
+            raw = raw_graphs.get(name)
+            if not isinstance(raw, dict):
+                raise BundleError(f"{self._label}: graph '{name}' is missing from {MANIFEST_NAME}")
+            graph = self._parse_graph(name, raw)
+            got_in, got_out = tuple(t.name for t in graph.inputs), tuple(t.name for t in graph.outputs)
+            if sorted(got_in) != sorted(input_names) or sorted(got_out) != sorted(output_names):
+                raise BundleError(f"{self._label}: graph '{name}' has I/O {got_in} -> {got_out}, "
+                                  f"expected {input_names} -> {output_names}")
+            missing = [p for p in self.precisions if p not in graph.files]
+            if missing:
+                raise BundleError(f"{self._label}: graph '{name}' lacks its {', '.join(missing)} file")
+            graphs[name] = graph
+        try:
+            spec.check(self.manifest)
+        except ManifestProblem as exc:
+            raise BundleError(f"{self._label}: {MANIFEST_NAME}: {exc}") from None
         return graphs
 
     def _parse_graph(self, name: str, raw: dict[str, Any]) -> GraphSpec:
@@ -210,12 +226,15 @@ class Bundle:
             files = {p: GraphFile(f["path"], f["sha256"], int(f.get("bytes", 0))) for p, f in raw["files"].items()}
             return GraphSpec(name, raw.get("role", ""), raw.get("domain"), tensors("inputs"), tensors("outputs"),
                              files, raw.get("parity", {}))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BundleError(f"{self._label}: graph '{name}' entry is malformed ({type(exc).__name__}: {exc})") \
                 from None
 
     def _verify_files(self) -> None:
+        if not isinstance(self.manifest["files"], dict):
+            raise BundleError(f"{self._label}: 'files' in {MANIFEST_NAME} must map paths to sha256 digests")
         expected: dict[str, str] = dict(self.manifest["files"])
+        graph_files = {entry.path for graph in self.graphs.values() for entry in graph.files.values()}
         for graph in self.graphs.values():
             for entry in graph.files.values():
                 if expected.setdefault(entry.path, entry.sha256) != entry.sha256:
@@ -225,20 +244,50 @@ class Bundle:
             path = self._inside(root, rel)
             if not path.is_file():
                 raise BundleError(f"{self._label}: file {rel} listed in {MANIFEST_NAME} is missing; re-export the bundle")
-            if _file_sha256(path) != sha:
+            data = path.read_bytes() if rel in graph_files else None  # graphs: hash and inspect the same bytes
+            if (hashlib.sha256(data).hexdigest() if data is not None else _file_sha256(path)) != sha:
                 raise BundleError(f"{self._label}: file {rel} does not match its sha256 in {MANIFEST_NAME} "
                                   "(modified or corrupt); re-export the bundle")
+            if data is not None:
+                self._check_self_contained(rel, data)
+
+    def _check_self_contained(self, rel: str, data: bytes) -> None:
+        """No graph may keep tensors in other files (ONNX external data): they could point outside the bundle."""
+        from munit_rt.onnx_external import MalformedModel, NestingTooDeep, external_data_locations
+
+        try:
+            locations = external_data_locations(data)
+        except NestingTooDeep as exc:
+            raise BundleError(f"{self._label}: graph file {rel} is refused ({exc})") from None
+        except MalformedModel:  # not protobuf at all: no runtime can parse it, so none opens anything for it;
+            return  # the backend reports the parse error when the graph is used
+        if locations:
+            shown = ", ".join(repr(loc) for loc in sorted(set(locations))[:3])
+            raise BundleError(f"{self._label}: graph file {rel} references external tensor data ({shown}); refused: "
+                              "bundle graphs must be self-contained (external data is not supported)")
 
     def _inside(self, root: Path, rel: Any) -> Path:
         """The file for a manifest path, refusing anything that could leave the bundle."""
         pure = PurePosixPath(rel) if isinstance(rel, str) else None
-        if pure is None or not rel or pure.is_absolute() or ".." in pure.parts or "\\" in rel or ":" in rel:
+        if (pure is None or not rel or pure.is_absolute() or ".." in pure.parts or "\\" in rel or ":" in rel
+                or "\x00" in rel):
             raise BundleError(f"{self._label}: path {rel!r} in {MANIFEST_NAME} must be relative and stay inside "
                               "the bundle")
         resolved = (root / pure).resolve()
         if not resolved.is_relative_to(root):  # e.g. a symlink pointing outside
             raise BundleError(f"{self._label}: {rel} resolves outside the bundle ({resolved}); refused")
         return resolved
+
+
+def _preprocess_text(pre: dict[str, Any], fit: str) -> str:
+    """What the runtime does to an input before the graphs see it (munit_rt.images.read_image)."""
+    resample = pre.get("resample", "bicubic")
+    if pre.get("resize") == "square":
+        crop = f"center crop {pre['crop_size']} px, then " if pre.get("crop_size") else ""
+        return f"{crop}resize to {pre.get('size')}x{pre.get('size')} px ({resample})"
+    fitted = (f"H and W resized to the nearest multiple of {pre.get('multiple')} ({resample}, upstream "
+              "__make_power_2)" if fit == "round" else f"H and W center-cropped to a multiple of {pre.get('multiple')}")
+    return f"shorter side -> {pre.get('size')} px ({resample}), {fitted}"
 
 
 def _human_bytes(n: int) -> str:

@@ -3,19 +3,58 @@
 Preprocessing (docs/bundle-format.md "preprocess"): EXIF orientation applied, alpha composited on white,
 converted to the domain's channels, shorter side scaled to `size` (bicubic; the longer side truncated as
 torchvision's `Resize(size)` does, which the official test script uses), then a center crop down to a
-multiple of `multiple`, then x = (pixel/255 - mean) / std.
+multiple of `multiple`, then x = (pixel/255 - mean) / std. CycleGAN bundles resize instead of cropping: each
+side to the nearest multiple (upstream's `__make_power_2`, bicubic, after the shorter-side scaling). StarGAN
+bundles (resize "square"): center crop `crop_size` x `crop_size` (an image smaller than that: its largest
+centred square), then resize to `size` x `size` (bilinear), as upstream and training/celeba.py.
+
+Input handling (each input is translated after the conversion below, or refused with a one-line reason):
+  * decoded by content, not by extension (a PNG named .jpg is a PNG), among JPEG/MPO, PNG, BMP, WebP, GIF
+    and TIFF only: Pillow's other formats (EPS runs Ghostscript, ...) are never opened;
+  * converted: CMYK -> RGB; 16-bit greyscale (I;16, I) -> 8-bit by round(v / 257) (0 -> 0, 65535 -> 255, no
+    clipping); alpha (RGBA, LA, PA, and palette/RGB/L images with a transparent colour) composited on white;
+    greyscale into a 3-channel domain replicated to RGB, RGB into a 1-channel domain as ITU-R 601 luma
+    (Pillow's convert('L')); EXIF orientation applied; animated GIF/WebP: the first frame;
+  * refused: empty files, non-images, truncated data (Pillow's default, LOAD_TRUNCATED_IMAGES is never set),
+    more pixels than Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS, checked from the header,
+    before decoding), and images so thin that scaling the shorter side to `size` would make the longer side
+    more than MAX_ASPECT_RATIO x `size` (1x1 is fine: it is scaled up);
+  * large JPEGs are decoded at 1/2, 1/4 or 1/8 scale (draft mode) whenever that still covers the target size.
 """
 from __future__ import annotations
 
+import math
+import os
+import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from munit_rt.errors import InputError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+# What Image.open may decode, whatever the extension says ("JPEG" opens MPO too: the JPEGs many cameras write).
+DECODE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "GIF", "TIFF")
+MAX_ASPECT_RATIO = 10  # longer side <= 10 x shorter side (after scaling: <= 10 x --size)
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_PLUGINS_LOCK = threading.Lock()
+_plugins_loaded = False
+
+
+def _load_plugins() -> None:
+    """Pillow registers WebP/TIFF on first use; do it once, not from several reader threads at the same time."""
+    global _plugins_loaded
+    if not _plugins_loaded:
+        with _PLUGINS_LOCK:
+            if not _plugins_loaded:
+                from PIL import Image
+
+                Image.init()
+                _plugins_loaded = True
 
 
 @dataclass(frozen=True)
@@ -31,56 +70,171 @@ class Preprocess:
     channels: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    resize: str = "shorter_side"  # or "square" (StarGAN: center crop `crop_size`, then size x size, bilinear)
+    fit: str = "crop"  # shorter_side: H, W to the multiple by center crop (MUNIT) or "round" (CycleGAN resize)
+    crop_size: int | None = None  # square: the center crop first (None: no crop)
 
     @classmethod
-    def from_bundle(cls, preprocess: dict[str, Any], channels: int, size: int | None = None) -> Preprocess:
+    def from_bundle(cls, preprocess: dict[str, Any], channels: int, size: int | None = None,
+                    fit: str = "crop") -> Preprocess:
+        """`fit` is the family's (munit_rt.family.FAMILIES[...].fit); `size` overrides the bundle's."""
         multiple = int(preprocess.get("multiple", 1))
         size = int(size or preprocess["size"])
         if size < multiple:
             raise InputError(f"--size {size} is smaller than the model's spatial multiple {multiple}")
-        if preprocess.get("resize", "shorter_side") != "shorter_side" or preprocess.get("resample", "bicubic") != "bicubic":
-            raise InputError(f"preprocess {preprocess.get('resize')}/{preprocess.get('resample')} is not supported; "
-                             "expected shorter_side/bicubic")
+        resize, resample = preprocess.get("resize", "shorter_side"), preprocess.get("resample", "bicubic")
+        if (resize, resample) not in (("shorter_side", "bicubic"), ("square", "bilinear")) or \
+                preprocess.get("crop", "center") != "center":
+            raise InputError(f"preprocess {resize}/{resample} is not supported; expected shorter_side/bicubic or "
+                             "square/bilinear with a center crop")
+        if resize == "square" and size % multiple:
+            raise InputError(f"--size {size} must be a multiple of {multiple} for this model (square inputs)")
+        crop_size = int(preprocess["crop_size"]) if resize == "square" and preprocess.get("crop") else None
         mean = tuple(float(v) for v in preprocess.get("mean", [0.5] * 3))[:channels]
         std = tuple(float(v) for v in preprocess.get("std", [0.5] * 3))[:channels]
-        return cls(size, multiple, channels, mean, std)
+        return cls(size, multiple, channels, mean, std, resize, fit, crop_size)
 
 
-def find_images(inputs: list[Path], recursive: bool = False, exclude: list[Path] = ()) -> list[InputImage]:
-    """Image files among `inputs` (files and folders), sorted per folder; `exclude`d folders never enter."""
-    excluded = [p.resolve() for p in exclude]
+def printable(text: str) -> str:
+    """`text` safe to print on any UTF-8 stream: undecodable file-name bytes (os.fsdecode's surrogates) as \\xNN."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that no file name decodes to
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def find_images(inputs: list[Path], recursive: bool = False, exclude: Iterable[Path] = ()) -> list[InputImage]:
+    """Image files among `inputs` (files and folders), sorted by relative path per folder.
+
+    Files are picked by extension (case-insensitive); names starting with '.' (hidden files, our own
+    temporary files) are skipped. Folders in `exclude` (the run's output folders) are never entered.
+    --recursive follows symbolic links to folders, but walks each real folder once ((st_dev, st_ino) seen
+    before: skipped), so a link loop ends and a folder linked twice is read once. Anything else with an
+    image extension (a broken link, a FIFO) is listed, so that reading it reports it by name.
+    """
+    excluded = [Path(os.path.realpath(p)) for p in exclude]
     found: list[InputImage] = []
     for given in inputs:
         if given.is_file():
             found.append(InputImage(given, given.name))
             continue
         if not given.is_dir():
-            raise InputError(f"input {given}: no such file or folder")
-        candidates = given.rglob("*") if recursive else given.iterdir()
-        for path in sorted(candidates):
-            if (path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
-                    and not path.name.startswith(".")  # our own temporary files, hidden files
-                    and not any(path.resolve().is_relative_to(root) for root in excluded)):
-                found.append(InputImage(path, path.relative_to(given).as_posix()))
+            raise InputError(f"input {printable(str(given))}: no such file or folder")
+        found += sorted(_scan_folder(given, recursive, excluded), key=lambda item: item.relpath)
     return found
 
 
-def read_image(path: Path, prep: Preprocess) -> np.ndarray:
-    """An image file -> preprocessed uint8 [H, W, C] (the pixels the model sees, before normalising)."""
-    from PIL import Image, ImageOps
+def _scan_folder(root: Path, recursive: bool, excluded: list[Path]) -> Iterator[InputImage]:
+    visited: set[tuple[int, int]] = set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        try:
+            info = os.stat(folder)
+        except OSError:
+            subfolders[:] = []
+            continue
+        real = Path(os.path.realpath(folder))
+        if (info.st_dev, info.st_ino) in visited or any(real.is_relative_to(out) for out in excluded):
+            subfolders[:] = []  # a loop, a folder already walked through another link, or our output
+            continue
+        visited.add((info.st_dev, info.st_ino))
+        if not recursive:
+            subfolders[:] = []
+        for name in names:
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+                continue
+            path = Path(folder, name)
+            yield InputImage(path, path.relative_to(root).as_posix())
 
-    with Image.open(path) as image:
-        if image.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale when that still covers the target size
-            image.draft(None, _scaled_size(image.size, prep.size))
-        image = ImageOps.exif_transpose(image)
-        image = _to_channels(image, prep.channels)
-        target = _scaled_size(image.size, prep.size)
-        if image.size != target:
-            image = image.resize(target, Image.Resampling.BICUBIC)
-        pixels = np.asarray(image, dtype=np.uint8)
+
+def read_image(path: Path, prep: Preprocess) -> np.ndarray:
+    """An image file -> preprocessed uint8 [H, W, C] (the pixels the model sees, before normalising).
+
+    Raises InputError with a one-line reason for inputs that are refused (see the module docstring).
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    _check_file(path)
+    _load_plugins()
+    try:
+        image = Image.open(path, formats=DECODE_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"refused as a possible decompression bomb ({exc})") from None
+    except UnidentifiedImageError:
+        raise InputError("not an image munit-rt reads (decoded by content: JPEG, PNG, BMP, WebP, GIF or TIFF)") \
+            from None
+    with image:
+        w, h = image.size
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and w * h > limit:  # Pillow only warns below 2x its limit; we refuse
+            raise InputError(f"refused as a possible decompression bomb: {w}x{h} = {w * h} pixels, more than "
+                             f"the limit of {limit} (PIL.Image.MAX_IMAGE_PIXELS)")
+        if prep.resize == "shorter_side":
+            _check_shape(w, h, prep.size)
+        try:
+            if image.format in ("JPEG", "MPO") and prep.resize == "shorter_side":  # decode at 1/2, 1/4 or 1/8
+                image.draft(None, _scaled_size(image.size, prep.size))  # scale when that still covers the target
+            image = ImageOps.exif_transpose(image)  # decodes (the first frame of an animation)
+            image = _to_channels(image, prep.channels)
+            image = _resized(image, prep)
+            pixels = np.asarray(image, dtype=np.uint8)
+        except Image.DecompressionBombError as exc:
+            raise InputError(f"refused as a possible decompression bomb ({exc})") from None
+        except OSError as exc:
+            if "truncated" in str(exc):
+                raise InputError(f"truncated image data, refused ({exc}); the file is incomplete") from None
+            raise
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     return center_crop_to_multiple(pixels, prep.multiple)
+
+
+def _check_file(path: Path) -> None:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise InputError("no such file" + (" (a broken symbolic link)" if os.path.islink(path) else "")) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError("not a regular file")  # a FIFO would block the reader forever
+    if info.st_size == 0:
+        raise InputError("empty file (0 bytes)")
+
+
+def _check_shape(w: int, h: int, size: int) -> None:
+    if w < 1 or h < 1:
+        raise InputError(f"image is {w}x{h} px: no pixels")
+    shorter, longer = min(w, h), max(w, h)
+    scaled_longer = max(size, int(size * longer / shorter))
+    if scaled_longer > MAX_ASPECT_RATIO * size:
+        raise InputError(f"image is {w}x{h} px, too thin: with its shorter side scaled to {size} px the longer side "
+                         f"would be {scaled_longer} px (limit {MAX_ASPECT_RATIO} x {size}); the shorter side must "
+                         f"be at least {math.ceil(longer / MAX_ASPECT_RATIO)} px")
+
+
+def _resized(image, prep: Preprocess):
+    """The resize step of each family (the module docstring); for "crop" the crop follows in read_image."""
+    from PIL import Image
+
+    if prep.resize == "square":  # StarGAN: torchvision CenterCrop(crop_size) + Resize(image_size), bilinear
+        w, h = image.size
+        crop = min(prep.crop_size or min(w, h), w, h)  # smaller images: their largest centred square
+        top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
+        if (crop, crop) != (w, h):
+            image = image.crop((left, top, left + crop, top + crop))
+        return image if crop == prep.size else image.resize((prep.size, prep.size), Image.Resampling.BILINEAR)
+    target = _scaled_size(image.size, prep.size)
+    if image.size != target:
+        image = image.resize(target, Image.Resampling.BICUBIC)
+    if prep.fit == "round":  # CycleGAN: upstream __make_power_2, each side to the nearest multiple, bicubic
+        target = (round_to_multiple(image.width, prep.multiple), round_to_multiple(image.height, prep.multiple))
+        if image.size != target:
+            image = image.resize(target, Image.Resampling.BICUBIC)
+    return image
+
+
+def round_to_multiple(size: int, multiple: int) -> int:
+    """Upstream CycleGAN's `__make_power_2`: int(round(size / multiple) * multiple), Python's half-to-even
+    round (10 -> 8, 14 -> 16 for 4), never below one multiple."""
+    return max(multiple, int(round(size / multiple) * multiple))
 
 
 def _scaled_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
@@ -93,12 +247,19 @@ def _scaled_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
 def _to_channels(image, channels: int):
     from PIL import Image
 
-    if image.mode.startswith("I;16"):  # 16-bit greyscale PNG/TIFF: keep the top 8 bits
-        image = Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8))
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
+    transparency = image.info.get("transparency")
+    if image.mode in _WIDE_GREY_MODES:  # 16-bit greyscale PNG/TIFF: full range onto 0..255, not clipped
+        wide = np.asarray(image).astype(np.int64)
+        grey = Image.fromarray(np.rint(np.clip(wide, 0, 65535) / 257.0).astype(np.uint8), "L")
+        if isinstance(transparency, int):
+            alpha = Image.fromarray(np.where(wide == transparency, 0, 255).astype(np.uint8), "L")
+            grey = Image.merge("LA", (grey, alpha))
+        image = grey
+    elif image.mode in _ALPHA_MODES or transparency is not None:
+        rgba = image.convert("RGBA")  # palette/RGB/L with a transparent colour: that colour gets alpha 0
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    if image.mode == "LA":
+        image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image.convert("RGBA"))
     return image.convert("RGB" if channels == 3 else "L")
 
 

@@ -14,13 +14,16 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from munit_rt.bundle import Bundle
-from munit_rt.errors import InputError
-from munit_rt.images import InputImage, Preprocess, find_images, normalize, read_image, to_pixels
-from munit_rt.outputs import OutputLayout, encode_image, make_grid, output_key, prepare_roots, write_atomic, write_index
+from munit_rt.errors import InputError, MunitRtError
+from munit_rt.family.plans import FamilyPlan, family_options, plan_for
+from munit_rt.images import InputImage, Preprocess, find_images, normalize, printable, read_image, to_pixels
+from munit_rt.outputs import (OutputError, OutputLayout, clean_stale_temps, encode_image, make_grid, output_key,
+                              prepare_roots, write_atomic, write_index)
 from munit_rt.styles import interpolate_styles, load_style_codes, random_styles
 from munit_rt.translator import Translator, direction_domains
 
@@ -28,6 +31,7 @@ DEFAULT_STYLES = 8
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
 MODEL_ENV_VAR = "MUNIT_RT_MODEL"
 STAGES = ("decode", "infer", "write")
+ENGINES = ("local", "ray")  # ray: munit_rt.ray_engine (pip install 'munit-rt[ray]')
 
 
 @dataclass
@@ -54,6 +58,14 @@ class TranslateOptions:
     recursive: bool = False
     resume: bool = True
     progress: bool | None = None  # None: a progress bar only when stderr is a terminal
+    attrs: str | None = None  # StarGAN: target attributes "A,B=0,C=1" (one output per input)
+    from_attrs: str | None = None  # StarGAN: the inputs' own attributes, base of --attrs and --sweep (default 0)
+    sweep: bool = False  # StarGAN: one output per attribute (also the default without --attrs)
+    explicit: frozenset[str] | None = None  # options the caller set (CLI); None: those not at their default
+    engine: str = "local"  # "ray": the same run as a Ray Data pipeline (munit_rt.ray_engine)
+    address: str | None = None  # ray: the cluster to join (None: start a local Ray instance)
+    workers: int | None = None  # ray: inference actors (None: one per G GPUs with gpus_per_worker, else per node)
+    gpus_per_worker: float | None = None  # ray: GPUs each actor reserves (may be fractional)
 
     def validate(self) -> None:
         """Checks spanning several options; messages name the command-line flags."""
@@ -72,6 +84,19 @@ class TranslateOptions:
             if value is not None and value < low:
                 raise InputError(f"{flag} must be >= {low}, got {value}")
         direction_domains(self.direction)
+        self._validate_engine()
+
+    def _validate_engine(self) -> None:
+        if self.engine not in ENGINES:
+            raise InputError(f"unknown engine {self.engine!r} (expected {' or '.join(ENGINES)})")
+        ray_only = [flag for flag, value in (("--address", self.address), ("--workers", self.workers),
+                                             ("--gpus-per-worker", self.gpus_per_worker)) if value is not None]
+        if ray_only and self.engine != "ray":
+            raise InputError(f"{', '.join(ray_only)} appl{'ies' if len(ray_only) == 1 else 'y'} to --engine ray only")
+        if self.workers is not None and self.workers < 1:
+            raise InputError(f"--workers must be >= 1, got {self.workers}")
+        if self.gpus_per_worker is not None and not self.gpus_per_worker > 0:
+            raise InputError(f"--gpus-per-worker must be > 0, got {self.gpus_per_worker}")
 
 
 @dataclass
@@ -108,44 +133,69 @@ class Report:
         if self.failures:
             lines.append("failed inputs:")
             lines += [f"  {relpath}: {reason}" for relpath, reason in self.failures]
-        return "\n".join(lines)
+        return printable("\n".join(lines))  # file names that are not UTF-8 print as \xNN
 
 
 def resolve_model(model: Path | str | None) -> Path:
+    from munit_rt.models import default_model_path
+
+    model = model or os.environ.get(MODEL_ENV_VAR)
     if model:
-        return Path(model)
-    if os.environ.get(MODEL_ENV_VAR):
-        return Path(os.environ[MODEL_ENV_VAR])
+        # a shipped model's name ("default", "default-cyclegan") unless a path of that name exists
+        named = None if Path(model).exists() else default_model_path(str(model))
+        return named or Path(model)
     if (DEFAULT_MODEL_DIR / "manifest.json").is_file():
         return DEFAULT_MODEL_DIR
     raise InputError("no model given and no default model is installed; export one with `munit-rt export CKPT` "
                      "and pass --model X.bundle")
 
 
-def translate_paths(options: TranslateOptions) -> Report:
+def translate_paths(options: TranslateOptions, notify: Callable[[str], None] | None = None) -> Report:
+    """`notify` gets one-line notes (options the bundle's family ignores); default: printed on stderr."""
     started = time.perf_counter()
-    options.validate()
     bundle = Bundle(resolve_model(options.model))
-    source, target = direction_domains(options.direction)
-    source_prep = Preprocess.from_bundle(bundle.preprocess, bundle.domains[source], options.size)
-    target_prep = Preprocess.from_bundle(bundle.preprocess, bundle.domains[target], options.size)
+    options = family_options(options, bundle.spec, notify)  # the family's ignored options: noted, reset
+    options.validate()
+    if options.engine == "ray":  # without Ray: exit 2 naming the extra, before anything is listed or written
+        from munit_rt.ray_engine import require_ray
+
+        require_ray()
 
     # Inputs and outputs: everything checked before a model session is built
-    plan = StylePlan.from_options(options, bundle.style_dim)
-    num_styles = plan.count + (plan.count - 1) * options.interpolate
-    layout = OutputLayout(options.output, options.layout, num_styles, options.image_format, options.grid)
-    items = _unique_inputs(find_images(list(options.inputs), options.recursive, exclude=layout.roots()))
-    if not items:
+    if bundle.family == "munit":
+        source, target = direction_domains(options.direction)
+        source_prep = Preprocess.from_bundle(bundle.preprocess, bundle.domains[source], options.size)
+        target_prep = Preprocess.from_bundle(bundle.preprocess, bundle.domains[target], options.size)
+        plan = StylePlan.from_options(options, bundle.style_dim)
+        num_styles = plan.count + (plan.count - 1) * options.interpolate
+        layout = OutputLayout(options.output, options.layout, num_styles, options.image_format, options.grid)
+        run = lambda todo, report: _translate(todo, bundle, options, layout, plan,  # noqa: E731
+                                              (source_prep, target_prep), report)
+        engine_plan = (plan, (source_prep, target_prep))  # what --engine ray ships to its workers
+    else:  # CycleGAN, StarGAN: one output per input, or one per attribute (munit_rt.family.plans)
+        family_plan = plan_for(options, bundle)
+        layout = OutputLayout(options.output, options.layout, len(family_plan.names), options.image_format,
+                              options.grid, names=family_plan.names, single=family_plan.single)
+        run = lambda todo, report: _translate_family(todo, bundle, options, layout, family_plan,  # noqa: E731
+                                                     report)
+        engine_plan = (family_plan, (family_plan.prep, None))
+    items, clashes = _unique_inputs(find_images(list(options.inputs), options.recursive, exclude=layout.roots()))
+    if not items and not clashes:
         raise InputError(f"no images found in {', '.join(map(str, options.inputs))} (looking for "
                          ".jpg .jpeg .png .bmp .webp .gif .tif .tiff" + ("" if options.recursive else
                          "; add --recursive to search subfolders") + ")")
     prepare_roots(layout)
-    report = Report(output=options.output, inputs=len(items))
+    clean_stale_temps(layout.folders(item.relpath for item in items))  # left by a run that was killed
+    report = Report(output=options.output, inputs=len(items) + len(clashes), failures=clashes)
     todo = [item for item in items if not (options.resume and layout.is_complete(item.relpath))]
     report.skipped = len(items) - len(todo)
 
-    if todo:  # a finished run resumes without even opening the model
-        _translate(todo, bundle, options, layout, plan, (source_prep, target_prep), report)
+    if todo and options.engine == "ray":  # the same todo, plan and layout, on Ray workers
+        from munit_rt.ray_engine import translate_ray
+
+        translate_ray(todo, bundle, options, layout, *engine_plan, report, notify)
+    elif todo:  # a finished run resumes without even opening the model
+        run(todo, report)
     if options.grid:
         write_index(layout.root, [item.relpath for item in items])
     report.wall_s = time.perf_counter() - started
@@ -192,8 +242,29 @@ def _translate(todo: list[InputImage], bundle: Bundle, options: TranslateOptions
     translator = Translator(bundle, backend=options.backend, precision=options.precision)
     report.backend = f"{translator.backend.name} ({translator.backend.device})"
     try:
-        plan.encode_references(translator, preps[1], direction_domains(options.direction)[1])
-        _run_stages(todo, translator, options, layout, preps[0], plan.codes_for, report)
+        _run_stages(todo, translator, options, layout, preps[0], batch_runner(translator, options, plan, preps[1]),
+                    report)
+    finally:
+        translator.close()
+
+
+def batch_runner(translator: Translator, options: TranslateOptions, plan: StylePlan | FamilyPlan,
+                 target_prep: Preprocess | None = None) -> Callable[[np.ndarray, list[str]], np.ndarray]:
+    """The inference of a run, shared by both engines: `(images [N, C, H, W], relpaths)` -> [N, S, C, H, W].
+    MUNIT: reference images are encoded first (with `target_prep`); random codes come from (seed, relpath)."""
+    if isinstance(plan, StylePlan):
+        plan.encode_references(translator, target_prep, direction_domains(options.direction)[1])
+        return lambda images, relpaths: translator.translate(images, plan.codes_for(relpaths), options.direction,
+                                                             options.batch_size)
+    return lambda images, relpaths: plan.run(translator, images)
+
+
+def _translate_family(todo: list[InputImage], bundle: Bundle, options: TranslateOptions, layout: OutputLayout,
+                      plan: FamilyPlan, report: Report) -> None:
+    translator = Translator(bundle, backend=options.backend, precision=options.precision)
+    report.backend = f"{translator.backend.name} ({translator.backend.device})"
+    try:
+        _run_stages(todo, translator, options, layout, plan.prep, batch_runner(translator, options, plan), report)
     finally:
         translator.close()
 
@@ -218,28 +289,31 @@ def _encode_references(translator: Translator, paths: list[Path], prep: Preproce
     return np.stack(codes)
 
 
-def _unique_inputs(items: list[InputImage]) -> list[InputImage]:
-    """Drop repeats of the same file; refuse two inputs that would write the same outputs."""
+def _unique_inputs(items: list[InputImage]) -> tuple[list[InputImage], list[tuple[str, str]]]:
+    """Drop repeats of the same file. Inputs that would write the same outputs (cat.png and cat.jpg in one
+    folder) are all skipped, each as a failure naming the others: no output is shared or overwritten."""
     seen_files: set[Path] = set()
-    owners: dict[str, InputImage] = {}
-    unique = []
+    by_key: dict[str, list[InputImage]] = {}
     for item in items:
         resolved = item.path.resolve()
         if resolved in seen_files:
             continue
         seen_files.add(resolved)
-        key = output_key(item.relpath)
-        if key in owners:
-            raise InputError(f"inputs {owners[key].path} and {item.path} would write the same outputs "
-                             f"('{key}'); rename one or translate them separately")
-        owners[key] = item
-        unique.append(item)
-    return unique
+        by_key.setdefault(output_key(item.relpath), []).append(item)
+    unique, clashes = [], []
+    for key, group in by_key.items():
+        if len(group) == 1:
+            unique.append(group[0])
+            continue
+        names = " and ".join(item.relpath for item in group)
+        clashes += [(item.relpath, f"{names} would write the same outputs ('{key}'); rename one") for item in group]
+    return unique, clashes
 
 
 # -- the three overlapping stages ----------------------------------------------------------------------
 def _run_stages(todo: list[InputImage], translator: Translator, options: TranslateOptions, layout: OutputLayout,
-                prep: Preprocess, codes_for, report: Report) -> None:
+                prep: Preprocess, run_batch: Callable[[np.ndarray, list[str]], np.ndarray], report: Report) -> None:
+    """`run_batch(images [N, C, H, W], relpaths)` -> outputs [N, S, C, H, W] (S outputs per input)."""
     from tqdm import tqdm
 
     workers = max(1, min(4, os.cpu_count() or 1))
@@ -259,6 +333,8 @@ def _run_stages(todo: list[InputImage], translator: Translator, options: Transla
             report.add_stage("write", seconds, 1)
             report.files_written += files
             report.translated += 1
+        except OutputError:  # disk full, quota, read-only file system: every later write would fail too
+            raise
         except Exception as exc:  # noqa: BLE001 - a failed write fails that input only
             report.failures.append((item.relpath, f"cannot write outputs ({_reason(exc)})"))
         progress.update(1)
@@ -267,8 +343,7 @@ def _run_stages(todo: list[InputImage], translator: Translator, options: Transla
         started = time.perf_counter()
         try:
             images = np.stack([x for _, _, x in batch])
-            codes = codes_for([item.relpath for item, _, _ in batch])
-            outputs = translator.translate(images, codes, options.direction, options.batch_size)
+            outputs = run_batch(images, [item.relpath for item, _, _ in batch])
         except Exception as exc:  # noqa: BLE001 - record the batch as failed, go on with the rest
             report.failures += [(item.relpath, f"inference failed ({_reason(exc)})") for item, _, _ in batch]
             progress.update(len(batch))
@@ -305,7 +380,7 @@ def _run_stages(todo: list[InputImage], translator: Translator, options: Transla
             finish_write(*writes.popleft())
     finally:
         readers.shutdown(wait=True, cancel_futures=True)
-        writers.shutdown(wait=True)
+        writers.shutdown(wait=True, cancel_futures=True)  # running writes finish (atomic), queued ones are dropped
         progress.close()
     report.failures.sort()
 
@@ -329,4 +404,6 @@ def _write_outputs(layout: OutputLayout, relpath: str, input_pixels: np.ndarray,
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, MunitRtError) and text:  # our own refusals already read as a reason
+        return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -21,9 +21,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from training import distributed
 from training.config import CycleGanConfig, load_any_config
 from training.cyclegan import build_discriminator, build_generator, init_weights
-from training.data import EpochBatchSampler, IMAGE_EXTENSIONS, check_images_readable, find_images
+from training.data import EpochBatchSampler, IMAGE_EXTENSIONS, check_images_readable, find_images, per_step
 from training.errors import DataError
 from training.loop import CyclingBatches, FamilyCallback, FamilyTrainer, check_run_dir, load_image, run, to_tensor
 from training.trainer import TrainResult, resolve_device
@@ -133,6 +134,7 @@ class CycleGanTrainer(FamilyTrainer):
         losses = self.generator_losses(real_A, real_B, fake_A, fake_B, rec_A, rec_B)
         loss_G = sum(losses.values())
         loss_G.backward()
+        self.dist.average_gradients(self.optimizer_G)
         self.optimizer_G.step()
 
         # discriminators, on pooled fakes
@@ -141,6 +143,7 @@ class CycleGanTrainer(FamilyTrainer):
         loss_D_A = self.discriminator_loss(self.netD_A, real_B, self.fake_B_pool.query(fake_B))
         loss_D_B = self.discriminator_loss(self.netD_B, real_A, self.fake_A_pool.query(fake_A))
         (loss_D_A + loss_D_B).backward()
+        self.dist.average_gradients(self.optimizer_D)
         self.optimizer_D.step()
 
         if iteration % self.iters_per_epoch == 0:  # the epoch is over
@@ -172,6 +175,21 @@ class CycleGanTrainer(FamilyTrainer):
             scheduler.load_state_dict(saved)
         self.fake_A_pool.load_state_dict(state["pools"]["A"], self.device)
         self.fake_B_pool.load_state_dict(state["pools"]["B"], self.device)
+
+    # per rank (training/distributed.py): each rank pools its own fakes, with its own draws
+    def rank_state(self) -> dict:
+        pools = {"A": self.fake_A_pool.state_dict(), "B": self.fake_B_pool.state_dict()}
+        return {**super().rank_state(), "pools": pools}
+
+    def load_rank_state(self, state: dict) -> None:
+        super().load_rank_state(state)
+        self.fake_A_pool.load_state_dict(state["pools"]["A"], self.device)
+        self.fake_B_pool.load_state_dict(state["pools"]["B"], self.device)
+
+    def seed_rank(self, seed: int) -> None:
+        super().seed_rank(seed)
+        self.fake_A_pool.rng.manual_seed((seed + 1) % (1 << 63))
+        self.fake_B_pool.rng.manual_seed((seed + 2) % (1 << 63))
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -213,7 +231,8 @@ class UnalignedDataset(Dataset):
                 for d in ("A", "B")}
 
 
-def open_unaligned_data(config: CycleGanConfig, data_dir) -> tuple[UnalignedDataset, UnalignedDataset]:
+def open_unaligned_data(config: CycleGanConfig, data_dir,
+                        world_size: int = 1) -> tuple[UnalignedDataset, UnalignedDataset]:
     """(train, display) datasets from DATA/trainA, trainB (display: testA/testB when both exist)."""
     root = data_dir if data_dir is not None else config.data_root
     if root is None:
@@ -232,8 +251,9 @@ def open_unaligned_data(config: CycleGanConfig, data_dir) -> tuple[UnalignedData
             check_images_readable(paths)
             found[f"{split}{domain}"] = paths
     train = UnalignedDataset(found["trainA"], found["trainB"], config, "train")
-    if len(train) < config.batch_size:
-        raise DataError(f"{root}: {len(train)} training images, fewer than batch_size {config.batch_size}")
+    if len(train) < config.batch_size * world_size:
+        raise DataError(f"{root}: {len(train)} training images, fewer than batch_size {config.batch_size}"
+                        f"{per_step(world_size)}")
     test = (UnalignedDataset(found["testA"], found["testB"], config, "test")
             if {"testA", "testB"} <= set(found) else train)
     return train, test
@@ -249,18 +269,25 @@ def train(config_path: str | Path, data_dir: str | Path | None, out_dir: str | P
     config = load_any_config(config_path, family="cyclegan")
     overrides = {key: value for key, value in (("max_iter", max_iter), ("seed", seed)) if value is not None}
     config = dataclasses.replace(config, **overrides)
-    torch_device = resolve_device(device)
-    train_set, display_set = open_unaligned_data(config, data_dir)
-    run_dir = Path(out_dir)
-    snapshot = check_run_dir(run_dir, "cyclegan", resume)
+    dist, torch_device = distributed.setup(resolve_device(device))
+    try:
+        train_set, display_set = open_unaligned_data(config, data_dir, dist.world_size)
+        run_dir = Path(out_dir)
+        snapshot = dist.decide_on_main(lambda: check_run_dir(run_dir, "cyclegan", resume))
+        distributed.check_readable(dist, snapshot)
 
-    # Construct networks and the data stream
-    torch.manual_seed(config.seed)
-    sampler = EpochBatchSampler(len(train_set), config.batch_size, config.seed, "cyclegan")
-    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.num_workers,
-                        pin_memory=torch_device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
-    trainer = CycleGanTrainer(config, iters_per_epoch=len(sampler)).to(torch_device)
-    total = len(sampler) * (config.n_epochs + config.n_epochs_decay)
-    total = min(total, config.max_iter) if config.max_iter is not None else total
-    return run(trainer, CyclingBatches({"AB": loader}), display_set.display(config.display_size), run_dir,
-               total_iters=total, snapshot=snapshot, callbacks=callbacks)
+        # Construct networks and the data stream (under torchrun: this rank's shard of each epoch)
+        torch.manual_seed(config.seed)
+        sampler = EpochBatchSampler(len(train_set), config.batch_size, config.seed, "cyclegan", dist.rank,
+                                    dist.world_size)
+        loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.num_workers,
+                            pin_memory=torch_device.type == "cuda",
+                            generator=torch.Generator().manual_seed(config.seed))
+        trainer = CycleGanTrainer(config, iters_per_epoch=len(sampler)).to(torch_device)
+        trainer.dist = dist
+        total = len(sampler) * (config.n_epochs + config.n_epochs_decay)
+        total = min(total, config.max_iter) if config.max_iter is not None else total
+        return run(trainer, CyclingBatches({"AB": loader}), display_set.display(config.display_size), run_dir,
+                   total_iters=total, snapshot=snapshot, callbacks=callbacks)
+    finally:
+        dist.shutdown()

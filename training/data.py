@@ -124,22 +124,27 @@ class EpochBatchSampler(Sampler):
     """Shuffled batches (drop_last) of one epoch, from a permutation derived from (seed, domain, epoch).
 
     `set_position(epoch, skip)` starts an epoch after `skip` batches, which is how a run resumes.
+    Distributed (training/distributed.py): every rank derives the same order; step k covers the
+    batch_size * world_size indices after k such steps and rank `rank` takes its slice of batch_size, so the
+    ranks' batches are disjoint and together are the single-process batch of batch_size * world_size.
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int, name: str):
+    def __init__(self, size: int, batch_size: int, seed: int, name: str, rank: int = 0, world_size: int = 1):
         self.size, self.batch_size, self.seed, self.name = size, batch_size, seed, name
+        self.rank, self.world_size = rank, world_size
         self.epoch, self.skip = 0, 0
 
     def set_position(self, epoch: int, skip: int) -> None:
         self.epoch, self.skip = epoch, skip
 
     def __len__(self) -> int:
-        return self.size // self.batch_size
+        return self.size // (self.batch_size * self.world_size)
 
     def __iter__(self):
         order = list(range(self.size))
         random.Random(f"{self.seed}/{self.name}/shuffle/{self.epoch}").shuffle(order)
-        for start in range(self.skip * self.batch_size, len(self) * self.batch_size, self.batch_size):
+        step = self.batch_size * self.world_size
+        for start in range(self.skip * step + self.rank * self.batch_size, len(self) * step, step):
             yield [(index, self.epoch) for index in order[start : start + self.batch_size]]
 
 
@@ -175,10 +180,11 @@ class TrainingData:
     train: dict[str, ImageDataset]
     test: dict[str, ImageDataset]  # the training images where no test split exists
 
-    def batches(self, config: MunitConfig, pin_memory: bool = False) -> PairedBatches:
+    def batches(self, config: MunitConfig, pin_memory: bool = False, rank: int = 0,
+                world_size: int = 1) -> PairedBatches:
         loaders = {}
         for domain, dataset in self.train.items():
-            sampler = EpochBatchSampler(len(dataset), config.batch_size, config.seed, dataset.name)
+            sampler = EpochBatchSampler(len(dataset), config.batch_size, config.seed, dataset.name, rank, world_size)
             # the generator only seeds worker processes; it keeps the DataLoader off the global RNG
             generator = torch.Generator().manual_seed(config.seed)
             loaders[domain] = DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
@@ -186,8 +192,9 @@ class TrainingData:
         return PairedBatches(loaders)
 
 
-def open_training_data(config: MunitConfig, data_dir: str | Path | None) -> TrainingData:
-    """Find and check every domain's images; any problem is a one-line `DataError` naming the folder."""
+def open_training_data(config: MunitConfig, data_dir: str | Path | None, world_size: int = 1) -> TrainingData:
+    """Find and check every domain's images; any problem is a one-line `DataError` naming the folder.
+    `world_size` processes each take batch_size images per step, so a domain needs that many at least."""
     crop_hw = (config.crop_image_height, config.crop_image_width)
     train, test = {}, {}
     for domain in DOMAINS:
@@ -201,11 +208,16 @@ def open_training_data(config: MunitConfig, data_dir: str | Path | None) -> Trai
             dataset = ImageDataset(paths, config.input_dim(domain), config.new_size, crop_hw, flip,
                                    config.seed, f"{split}{domain.upper()}")
             (train if split == "train" else test)[domain] = dataset
-        if len(train[domain]) < config.batch_size:
+        if len(train[domain]) < config.batch_size * world_size:
             raise DataError(f"{_domain_paths(config, data_dir, 'train', domain)[1]}: {len(train[domain])} "
-                            f"images, fewer than batch_size {config.batch_size}")
+                            f"images, fewer than batch_size {config.batch_size}{per_step(world_size)}")
         test.setdefault(domain, train[domain])
     return TrainingData(train=train, test=test)
+
+
+def per_step(world_size: int) -> str:
+    """Error-message suffix: the images one step needs across processes."""
+    return "" if world_size == 1 else f" x {world_size} processes"
 
 
 def _domain_paths(config: MunitConfig, data_dir, split: str, domain: str) -> tuple[list[Path] | None, str]:

@@ -10,9 +10,14 @@ The data helpers here (`CyclingBatches`, `load_image`, `to_tensor`) serve both f
     RUN/checkpoints/optimizer.pt       optimizers, schedulers, RNG and data positions of the newest snapshot
     RUN/images/<name>_<tag>.png        sample grids
     RUN/logs/                          stats.jsonl + TensorBoard events
+
+Under torchrun the families train data-parallel (training/distributed.py): each `train_step` averages the
+gradients over the ranks before every optimizer step (`self.dist.average_gradients(optimizer)`), and rank 0
+alone writes the run folder.
 """
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import time
@@ -25,11 +30,12 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
+from training import distributed
 from training.checkpoint import atomic_torch_save, save_family_checkpoint, torch_load
 from training.data import _reason, save_image_grid
 from training.errors import CheckpointError, DataError, TrainingError
 from training.official import load_state_dict_strict
-from training.trainer import StatsLog, TrainResult, _finish_iteration_before_interrupt, _write_config
+from training.trainer import NullLog, StatsLog, TrainResult, _finish_iteration_before_interrupt, _write_config
 
 
 class FamilyTrainer(nn.Module):
@@ -37,6 +43,7 @@ class FamilyTrainer(nn.Module):
 
     family: str
     config: Any
+    dist: distributed.Distributed = distributed.SINGLE  # the family's train() sets it under torchrun
 
     def generators(self) -> dict[str, nn.Module]:
         raise NotImplementedError
@@ -61,6 +68,19 @@ class FamilyTrainer(nn.Module):
 
     def load_training_state(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
+
+    # this process's noise, which differs between ranks (training/distributed.py); families add their own
+    def rank_state(self) -> dict[str, Any]:
+        return {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+
+    def load_rank_state(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+
+    def seed_rank(self, seed: int) -> None:
+        torch.manual_seed(seed)
 
     @property
     def device(self) -> torch.device:
@@ -165,16 +185,23 @@ def latest_snapshot(checkpoint_dir: Path, family: str) -> Path | None:
 
 
 def save_snapshot(trainer: FamilyTrainer, batches: CyclingBatches, checkpoint_dir: Path, iteration: int) -> None:
-    """dis, optimizer, then the generators last: a <family>_*.pt exists only once its snapshot is complete."""
-    atomic_torch_save({key: net.state_dict() for key, net in trainer.discriminators().items()},
-                      checkpoint_dir / f"dis_{iteration:08d}.pt")
-    state = {"family": trainer.family, "iteration": iteration, "trainer": trainer.training_state(),
-             "rng": {"torch": torch.get_rng_state(),
-                     "cuda": torch.cuda.get_rng_state_all() if trainer.device.type == "cuda" else []},
-             "data": batches.state_dict()}
-    atomic_torch_save(state, checkpoint_dir / "optimizer.pt")
-    save_family_checkpoint(checkpoint_dir / f"{trainer.family}_{iteration:08d}.pt", trainer.family,
-                           trainer.generators(), trainer.config, iteration)
+    """dis, optimizer, then the generators last: a <family>_*.pt exists only once its snapshot is complete.
+    Distributed: every rank calls this; rank 0 writes, with the ranks' noise states, the others wait."""
+    dist = trainer.dist
+    ranks = dist.gather_to_main(trainer.rank_state())
+    if dist.is_main:
+        atomic_torch_save({key: net.state_dict() for key, net in trainer.discriminators().items()},
+                          checkpoint_dir / f"dis_{iteration:08d}.pt")
+        state = {"family": trainer.family, "iteration": iteration, "trainer": trainer.training_state(),
+                 "rng": {"torch": torch.get_rng_state(),
+                         "cuda": torch.cuda.get_rng_state_all() if trainer.device.type == "cuda" else []},
+                 "data": batches.state_dict()}
+        if ranks is not None:
+            state["distributed"] = {"world_size": dist.world_size, "ranks": ranks}
+        atomic_torch_save(state, checkpoint_dir / "optimizer.pt")
+        save_family_checkpoint(checkpoint_dir / f"{trainer.family}_{iteration:08d}.pt", trainer.family,
+                               trainer.generators(), trainer.config, iteration)
+    dist.barrier()
 
 
 def load_snapshot(trainer: FamilyTrainer, batches: CyclingBatches, gen_path: Path) -> int:
@@ -195,6 +222,9 @@ def load_snapshot(trainer: FamilyTrainer, batches: CyclingBatches, gen_path: Pat
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and trainer.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        saved_world = distributed.restore_rank(trainer, state, iteration, trainer.config.seed)
+        batches.position = {name: [epoch, distributed.rescale_position(done, saved_world, trainer.dist.world_size)]
+                            for name, (epoch, done) in batches.position.items()}
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise CheckpointError(f"{state_path}: cannot restore the training state ({exc})") from None
     return iteration
@@ -217,48 +247,61 @@ def check_run_dir(run_dir: Path, family: str, resume: bool) -> Path | None:
 
 def run(trainer: FamilyTrainer, batches: CyclingBatches, display: dict[str, Any], run_dir: Path, *,
         total_iters: int, snapshot: Path | None, callbacks: tuple[FamilyCallback, ...] = ()) -> TrainResult:
-    """Train until `total_iters`; Ctrl-C finishes the iteration, writes a snapshot and re-raises."""
-    config, device = trainer.config, trainer.device
+    """Train until `total_iters`; Ctrl-C finishes the iteration, writes a snapshot and re-raises.
+    Distributed (trainer.dist set by the family's train()): every rank runs this, rank 0 writes."""
+    config, device, dist = trainer.config, trainer.device, trainer.dist
     checkpoint_dir, image_dir, log_dir = run_dir / "checkpoints", run_dir / "images", run_dir / "logs"
 
-    # Resume
+    # Resume; then every rank holds rank 0's weights, and its own noise
     iteration = load_snapshot(trainer, batches, snapshot) if snapshot is not None else 0
     last_saved = iteration if snapshot is not None else None
+    if snapshot is None and dist.rank > 0:
+        trainer.seed_rank(dist.rank_seed(config.seed))
+    dist.broadcast_module(trainer)
 
-    # Initialize logs and the run folder
-    for folder in (checkpoint_dir, image_dir, log_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-    _write_config(config, run_dir / "config.yaml")
-    stats = StatsLog(log_dir, resumed_at=iteration if snapshot is not None else None)
+    # Initialize logs and the run folder (rank 0 only)
+    if dist.is_main:
+        for folder in (checkpoint_dir, image_dir, log_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        _write_config(config, run_dir / "config.yaml")
+    stats = StatsLog(log_dir, resumed_at=iteration if snapshot is not None else None) if dist.is_main else NullLog()
+    callbacks = callbacks if dist.is_main else ()
     for callback in callbacks:
         callback.on_start(trainer.family, run_dir, iteration, total_iters, device)
 
     # Train
     scalars: dict[str, float] = {}
+    local: dict[str, float] = {}
     batch_stream = iter(batches)
     started = time.perf_counter()
     try:
-        while iteration < total_iters:
-            with _finish_iteration_before_interrupt():
-                # per step: fetch, update (the family's train_step also steps its LR schedules)
-                batch = _to_device(next(batch_stream), device)
-                lr = trainer.lr()
-                iteration += 1
-                losses = trainer.train_step(batch, iteration)
+        with dist.stop_on_signals():
+            while iteration < total_iters:
+                with _finish_iteration_before_interrupt() if not dist.enabled else contextlib.nullcontext():
+                    # per step: fetch, update (the family's train_step also steps its LR schedules)
+                    batch = _to_device(next(batch_stream), device)
+                    lr = trainer.lr()
+                    iteration += 1
+                    losses = trainer.train_step(batch, iteration)
+                    dist.broadcast_module(trainer, buffers_only=True)
 
-                # per tick: logs, sample grids, snapshot, UI
-                scalars = {name: value.detach().item() for name, value in losses.items()}
-                if iteration % config.log_iter == 0:
-                    stats.write(iteration, {**scalars, "lr": lr, "time_s": time.perf_counter() - started})
-                if iteration % config.image_save_iter == 0:
-                    write_samples(trainer, display, image_dir, f"{iteration:08d}")
-                if iteration % config.snapshot_save_iter == 0:
-                    save_snapshot(trainer, batches, checkpoint_dir, iteration)
-                    last_saved = iteration
-                for callback in callbacks:
-                    callback.on_step(iteration, scalars)
-    except KeyboardInterrupt:
-        if iteration > 0 and last_saved != iteration:
+                    # per tick: logs (the mean over ranks), sample grids, snapshot, UI
+                    local = {name: value.detach().item() for name, value in losses.items()}
+                    scalars, stop = dist.reduce_step(local, device)
+                    if iteration % config.log_iter == 0:
+                        stats.write(iteration, {**scalars, "lr": lr, "time_s": time.perf_counter() - started})
+                    if iteration % config.image_save_iter == 0 and dist.is_main:
+                        write_samples(trainer, display, image_dir, f"{iteration:08d}")
+                    if iteration % config.snapshot_save_iter == 0:
+                        save_snapshot(trainer, batches, checkpoint_dir, iteration)
+                        last_saved = iteration
+                    for callback in callbacks:
+                        callback.on_step(iteration, scalars)
+                    if stop:  # some rank got SIGINT/SIGTERM: every rank stops after this iteration
+                        raise distributed.CoordinatedStop
+    except KeyboardInterrupt as exc:
+        coordinated = not dist.enabled or isinstance(exc, distributed.CoordinatedStop)
+        if iteration > 0 and last_saved != iteration and coordinated:
             save_snapshot(trainer, batches, checkpoint_dir, iteration)
         raise
     finally:
@@ -269,7 +312,9 @@ def run(trainer: FamilyTrainer, batches: CyclingBatches, display: dict[str, Any]
     # Final snapshot and samples, unless the last iteration just wrote them
     if iteration > 0 and last_saved != iteration:
         save_snapshot(trainer, batches, checkpoint_dir, iteration)
-        write_samples(trainer, display, image_dir, f"{iteration:08d}")
+        if dist.is_main:
+            write_samples(trainer, display, image_dir, f"{iteration:08d}")
+    dist.write_digest(run_dir, trainer.generators(), trainer.discriminators(), local)
     return TrainResult(run_dir=run_dir, iteration=iteration, last_scalars=scalars)
 
 

@@ -17,6 +17,7 @@ def clean_state_dict(state: dict[str, Any]) -> dict[str, Any]:
     """Strip wrappers that other tools add: DDP's `module.` and torch.compile's `_orig_mod.`."""
     out = {}
     for key, value in state.items():
+        key = str(key)  # foreign files may use int keys; they then fail the strict load by name
         for prefix in ("module.", "_orig_mod."):
             if key.startswith(prefix):
                 key = key[len(prefix):]

@@ -24,9 +24,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
+from training import distributed
 from training.celeba import AttributeDataset, open_attribute_dataset
 from training.config import StarGanConfig, load_any_config
-from training.data import EpochBatchSampler
+from training.data import EpochBatchSampler, per_step
 from training.errors import ConfigError, DataError
 from training.loop import CyclingBatches, FamilyCallback, FamilyTrainer, check_run_dir, run
 from training.stargan import build_discriminator, build_generator
@@ -107,6 +108,7 @@ class StarGanTrainer(FamilyTrainer):
             self.g_optimizer.zero_grad()
             self.d_optimizer.zero_grad()
             d_loss.backward()
+            self.dist.average_gradients(self.d_optimizer)
             self.d_optimizer.step()
             losses.update({f"loss_D_real{suffix}": d_real, f"loss_D_fake{suffix}": d_fake,
                            f"loss_D_cls{suffix}": d_cls, f"loss_D_gp{suffix}": d_gp})
@@ -121,6 +123,7 @@ class StarGanTrainer(FamilyTrainer):
                 self.g_optimizer.zero_grad()
                 self.d_optimizer.zero_grad()
                 g_loss.backward()
+                self.dist.average_gradients(self.g_optimizer)
                 self.g_optimizer.step()
                 losses.update({f"loss_G_fake{suffix}": g_fake, f"loss_G_rec{suffix}": g_rec,
                                f"loss_G_cls{suffix}": g_cls})
@@ -156,7 +159,8 @@ class StarGanTrainer(FamilyTrainer):
 
 # ------------------------------------------------------------------------------------------------ data
 
-def open_datasets(config: StarGanConfig, data_dir) -> list[tuple[AttributeDataset, AttributeDataset]]:
+def open_datasets(config: StarGanConfig, data_dir,
+                  world_size: int = 1) -> list[tuple[AttributeDataset, AttributeDataset]]:
     """(train, test) per attribute file; `data_dir` (--data) replaces the first dataset's image_dir."""
     specs = [(data_dir if data_dir is not None else config.image_dir, config.attr_path, config.selected_attrs)]
     if config.num_datasets == 2:
@@ -171,8 +175,9 @@ def open_datasets(config: StarGanConfig, data_dir) -> list[tuple[AttributeDatase
             image_dir, attr_path, selected, crop_size=config.crop_size, image_size=config.image_size,
             test_count=config.test_count, split_seed=config.split_seed, flip=config.flip, seed=config.seed,
             name=f"dataset{number}")
-        if len(train_set) < config.batch_size:
-            raise DataError(f"{attr_path}: {len(train_set)} training images, fewer than batch_size {config.batch_size}")
+        if len(train_set) < config.batch_size * world_size:
+            raise DataError(f"{attr_path}: {len(train_set)} training images, fewer than batch_size {config.batch_size}"
+                            f"{per_step(world_size)}")
         datasets.append((train_set, test_set))
     return datasets
 
@@ -187,21 +192,28 @@ def train(config_path: str | Path, data_dir: str | Path | None, out_dir: str | P
     config = load_any_config(config_path, family="stargan")
     overrides = {key: value for key, value in (("max_iter", max_iter), ("seed", seed)) if value is not None}
     config = dataclasses.replace(config, **overrides)
-    torch_device = resolve_device(device)
-    datasets = open_datasets(config, data_dir)
-    run_dir = Path(out_dir)
-    snapshot = check_run_dir(run_dir, "stargan", resume)
+    dist, torch_device = distributed.setup(resolve_device(device))
+    try:
+        datasets = open_datasets(config, data_dir, dist.world_size)
+        run_dir = Path(out_dir)
+        snapshot = dist.decide_on_main(lambda: check_run_dir(run_dir, "stargan", resume))
+        distributed.check_readable(dist, snapshot)
 
-    # Construct networks and the data streams (one per dataset, each cycling on its own)
-    torch.manual_seed(config.seed)
-    loaders, display = {}, {}
-    for number, (train_set, test_set) in enumerate(datasets, start=1):
-        sampler = EpochBatchSampler(len(train_set), config.batch_size, config.seed, f"dataset{number}")
-        loaders[f"dataset{number}"] = DataLoader(
-            train_set, batch_sampler=sampler, num_workers=config.num_workers, pin_memory=torch_device.type == "cuda",
-            generator=torch.Generator().manual_seed(config.seed))
-        display[f"dataset{number}"] = (test_set if len(test_set) else train_set).display(config.display_size)
-    trainer = StarGanTrainer(config).to(torch_device)
-    total = min(config.num_iters, config.max_iter) if config.max_iter is not None else config.num_iters
-    return run(trainer, CyclingBatches(loaders), display, run_dir, total_iters=total, snapshot=snapshot,
-               callbacks=callbacks)
+        # Construct networks and the data streams (one per dataset, each cycling on its own; under torchrun
+        # this rank's shard of each epoch)
+        torch.manual_seed(config.seed)
+        loaders, display = {}, {}
+        for number, (train_set, test_set) in enumerate(datasets, start=1):
+            sampler = EpochBatchSampler(len(train_set), config.batch_size, config.seed, f"dataset{number}", dist.rank,
+                                        dist.world_size)
+            loaders[f"dataset{number}"] = DataLoader(
+                train_set, batch_sampler=sampler, num_workers=config.num_workers,
+                pin_memory=torch_device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
+            display[f"dataset{number}"] = (test_set if len(test_set) else train_set).display(config.display_size)
+        trainer = StarGanTrainer(config).to(torch_device)
+        trainer.dist = dist
+        total = min(config.num_iters, config.max_iter) if config.max_iter is not None else config.num_iters
+        return run(trainer, CyclingBatches(loaders), display, run_dir, total_iters=total, snapshot=snapshot,
+                   callbacks=callbacks)
+    finally:
+        dist.shutdown()

@@ -9,6 +9,8 @@ Run folder (official checkpoint names, so official tools read the snapshots):
     RUN/images/                   sample grids; rows: input, reconstruction, translation with fixed
                                   and with random styles (gen_a2b_*.png, gen_b2a_*.png)
     RUN/logs/                     stats.jsonl (one JSON object per log tick) + TensorBoard events
+
+Under torchrun every family trains data-parallel (training/distributed.py): rank 0 writes the run folder.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from torch import nn
 
 from training.checkpoint import atomic_torch_save, save_generators, torch_load
 from training.config import MunitConfig, load_config
+from training import distributed
 from training.data import PairedBatches, open_training_data, save_image_grid
 from training.errors import CheckpointError, ConfigError, TrainingError
 from training.init import make_scheduler, weights_init
@@ -41,6 +44,8 @@ _GEN_SNAPSHOT_RE = re.compile(r"^gen_(\d{8})\.pt$")
 
 class MunitTrainer(nn.Module):
     """Two AdaIN generators, two multi-scale discriminators, their Adam optimizers and LR schedules."""
+
+    dist: distributed.Distributed = distributed.SINGLE  # set by train() under torchrun
 
     def __init__(self, config: MunitConfig):
         super().__init__()
@@ -88,6 +93,7 @@ class MunitTrainer(nn.Module):
                   "loss_dis_b": self.dis_b.calc_dis_loss(x_ab, x_b)}
         total = self.config.gan_w * losses["loss_dis_a"] + self.config.gan_w * losses["loss_dis_b"]
         total.backward()
+        self.dist.average_gradients(self.dis_opt)
         self.dis_opt.step()
         return {**losses, "loss_dis_total": total}
 
@@ -123,6 +129,7 @@ class MunitTrainer(nn.Module):
             losses["loss_gen_vgg_b"] = vgg_perceptual_loss(self.vgg, x_ab, x_a)
         total = generator_total(losses, cfg)
         total.backward()
+        self.dist.average_gradients(self.gen_opt)
         self.gen_opt.step()
         return {**losses, "loss_gen_total": total}
 
@@ -169,16 +176,39 @@ class MunitTrainer(nn.Module):
         if state["rng"]["cuda"] and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
+    # this process's noise, which differs between the ranks of a distributed run (training/distributed.py)
+    def rank_state(self) -> dict:
+        return {"torch": torch.get_rng_state(), "style_noise": self.style_noise.get_state(),
+                "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+
+    def load_rank_state(self, state: dict) -> None:
+        torch.set_rng_state(state["torch"])
+        self.style_noise.set_state(state["style_noise"])
+        if state["cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+
+    def seed_rank(self, seed: int) -> None:
+        torch.manual_seed(seed)
+        self.style_noise.manual_seed(seed)
+
 
 # ---------------------------------------------------------------------------------------------- snapshots
 
 def save_snapshot(trainer: MunitTrainer, batches: PairedBatches, checkpoint_dir: Path, iteration: int) -> None:
-    """dis, optimizer, then gen last: a gen_*.pt exists only once its snapshot is complete."""
-    atomic_torch_save({"a": trainer.dis_a.state_dict(), "b": trainer.dis_b.state_dict()},
-                      checkpoint_dir / f"dis_{iteration:08d}.pt")
-    atomic_torch_save(trainer.training_state(iteration, batches.state_dict()), checkpoint_dir / "optimizer.pt")
-    save_generators(checkpoint_dir / f"gen_{iteration:08d}.pt", {"a": trainer.gen_a, "b": trainer.gen_b},
-                    trainer.config, iteration)
+    """dis, optimizer, then gen last: a gen_*.pt exists only once its snapshot is complete.
+    Distributed: every rank calls this; rank 0 writes, with the ranks' noise states, the others wait."""
+    dist = trainer.dist
+    ranks = dist.gather_to_main(trainer.rank_state())
+    if dist.is_main:
+        atomic_torch_save({"a": trainer.dis_a.state_dict(), "b": trainer.dis_b.state_dict()},
+                          checkpoint_dir / f"dis_{iteration:08d}.pt")
+        state = trainer.training_state(iteration, batches.state_dict())
+        if ranks is not None:
+            state["distributed"] = {"world_size": dist.world_size, "ranks": ranks}
+        atomic_torch_save(state, checkpoint_dir / "optimizer.pt")
+        save_generators(checkpoint_dir / f"gen_{iteration:08d}.pt", {"a": trainer.gen_a, "b": trainer.gen_b},
+                        trainer.config, iteration)
+    dist.barrier()
 
 
 def latest_snapshot(checkpoint_dir: Path) -> Path | None:
@@ -207,7 +237,10 @@ def load_snapshot(trainer: MunitTrainer, batches: PairedBatches, gen_path: Path)
     try:
         trainer.load_training_state(state)
         batches.load_state_dict(state["data"])
-    except (KeyError, ValueError, RuntimeError) as exc:
+        saved_world = distributed.restore_rank(trainer, state, iteration, trainer.config.seed)
+        batches.batches_done = distributed.rescale_position(batches.batches_done, saved_world,
+                                                            trainer.dist.world_size)
+    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise CheckpointError(f"{state_path}: cannot restore the training state ({exc})") from None
     return iteration
 
@@ -243,6 +276,13 @@ class StatsLog:
         self.file.close()
         if self.writer is not None:
             self.writer.close()
+
+
+class NullLog:
+    """The stats log of ranks other than 0: they write nothing."""
+
+    def write(self, iteration: int, scalars: dict[str, float]) -> None: ...
+    def close(self) -> None: ...
 
 
 def _logged_iteration(line: str) -> float:
@@ -324,79 +364,107 @@ def _finish_iteration_before_interrupt():
 def train(config_path: str | Path, data_dir: str | Path | None, out_dir: str | Path, *,
           max_iter: int | None = None, resume: bool = False, device: str = "auto", seed: int | None = None,
           callbacks: tuple[TrainingCallback, ...] = ()) -> TrainResult:
-    """Train MUNIT into `out_dir` (see module docstring); Ctrl-C saves a snapshot and re-raises."""
+    """Train MUNIT into `out_dir` (see module docstring); Ctrl-C saves a snapshot and re-raises.
+    Under torchrun (WORLD_SIZE > 1) this process is one rank of a data-parallel run."""
     # Initialize: resolve config and device; nothing is written until config, data and run folder check out
     config = load_config(config_path)
     overrides = {key: value for key, value in (("max_iter", max_iter), ("seed", seed)) if value is not None}
     config = dataclasses.replace(config, **overrides)
-    torch_device = resolve_device(device)
+    dist, torch_device = distributed.setup(resolve_device(device))
+    try:
+        return _train(config, data_dir, Path(out_dir), resume, torch_device, dist, callbacks)
+    finally:
+        dist.shutdown()
 
-    # Load training set (checks folders and image headers)
-    data = open_training_data(config, data_dir)
 
-    # Check the run folder
-    run_dir = Path(out_dir)
-    checkpoint_dir, image_dir, log_dir = run_dir / "checkpoints", run_dir / "images", run_dir / "logs"
+def _resume_point(run_dir: Path, resume: bool) -> Path | None:
+    """The snapshot to resume from (None for a fresh run); refuses to mix runs."""
     if run_dir.exists() and not run_dir.is_dir():
         raise TrainingError(f"--out {run_dir}: exists and is not a folder")
-    snapshot = latest_snapshot(checkpoint_dir)
+    snapshot = latest_snapshot(run_dir / "checkpoints")
     if snapshot is not None and not resume:
         raise TrainingError(f"--out {run_dir}: already holds checkpoints ({snapshot.name}); pass --resume "
                             "to continue that run, or choose another --out")
     if snapshot is None and resume:
-        raise TrainingError(f"--resume: no gen_XXXXXXXX.pt snapshot in {checkpoint_dir}")
+        raise TrainingError(f"--resume: no gen_XXXXXXXX.pt snapshot in {run_dir / 'checkpoints'}")
+    return snapshot
+
+
+def _train(config: MunitConfig, data_dir, run_dir: Path, resume: bool, torch_device: torch.device,
+           dist: distributed.Distributed, callbacks: tuple[TrainingCallback, ...]) -> TrainResult:
+    # Load training set (checks folders and image headers)
+    data = open_training_data(config, data_dir, world_size=dist.world_size)
+
+    # Check the run folder (rank 0 decides for every rank)
+    checkpoint_dir, image_dir, log_dir = run_dir / "checkpoints", run_dir / "images", run_dir / "logs"
+    snapshot = dist.decide_on_main(lambda: _resume_point(run_dir, resume))
+    distributed.check_readable(dist, snapshot)
 
     # Construct networks (the VGG weights file, if any, is checked here)
     torch.manual_seed(config.seed)
     trainer = MunitTrainer(config).to(torch_device)
-    batches = data.batches(config, pin_memory=torch_device.type == "cuda")
+    trainer.dist = dist
+    batches = data.batches(config, pin_memory=torch_device.type == "cuda", rank=dist.rank,
+                           world_size=dist.world_size)
 
-    # Resume
+    # Resume; then every rank holds rank 0's weights, and its own noise
     iteration = load_snapshot(trainer, batches, snapshot) if snapshot is not None else 0
     last_saved = iteration if snapshot is not None else None
+    if snapshot is None and dist.rank > 0:
+        trainer.seed_rank(dist.rank_seed(config.seed))
+    dist.broadcast_module(trainer)
 
     # Fixed display images for the sample grids (official: the first display_size of each split)
     display = {split: {d: ds.display_batch(config.display_size).to(torch_device) for d, ds in datasets.items()}
                for split, datasets in (("train", data.train), ("test", data.test))}
 
-    # Initialize logs and the run folder
-    for folder in (checkpoint_dir, image_dir, log_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-    _write_config(config, run_dir / "config.yaml")
-    stats = StatsLog(log_dir, resumed_at=iteration if snapshot is not None else None)
+    # Initialize logs and the run folder (rank 0 only)
+    if dist.is_main:
+        for folder in (checkpoint_dir, image_dir, log_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        _write_config(config, run_dir / "config.yaml")
+    stats = StatsLog(log_dir, resumed_at=iteration if snapshot is not None else None) if dist.is_main else NullLog()
+    callbacks = callbacks if dist.is_main else ()
     for callback in callbacks:
         callback.on_start(config, run_dir, iteration, torch_device)
 
     # Train
     scalars: dict[str, float] = {}
+    local: dict[str, float] = {}
     batch_stream = iter(batches)
     started = time.perf_counter()
     try:
-        while iteration < config.max_iter:
-            with _finish_iteration_before_interrupt():
-                # per step: fetch a batch pair, discriminator then generator update, LR schedule
-                images_a, images_b = (images.to(torch_device, non_blocking=True) for images in next(batch_stream))
-                lr = trainer.gen_opt.param_groups[0]["lr"]
-                losses = trainer.dis_update(images_a, images_b)
-                losses.update(trainer.gen_update(images_a, images_b))
-                trainer.step_schedulers()
-                iteration += 1
+        with dist.stop_on_signals():
+            while iteration < config.max_iter:
+                with _finish_iteration_before_interrupt() if not dist.enabled else contextlib.nullcontext():
+                    # per step: fetch a batch pair, discriminator then generator update, LR schedule
+                    images_a, images_b = (images.to(torch_device, non_blocking=True) for images in next(batch_stream))
+                    lr = trainer.gen_opt.param_groups[0]["lr"]
+                    losses = trainer.dis_update(images_a, images_b)
+                    losses.update(trainer.gen_update(images_a, images_b))
+                    trainer.step_schedulers()
+                    iteration += 1
+                    dist.broadcast_module(trainer, buffers_only=True)
 
-                # per tick: logs, sample grids, snapshot, UI
-                scalars = {name: value.detach().item() for name, value in losses.items()}
-                if iteration % config.log_iter == 0:
-                    stats.write(iteration, {**scalars, "lr": lr, "time_s": time.perf_counter() - started})
-                if iteration % config.image_save_iter == 0:
-                    _write_samples(trainer, display, image_dir, f"{iteration:08d}", ("test", "train"))
-                if iteration % config.image_display_iter == 0:
-                    _write_samples(trainer, display, image_dir, "current", ("train",))
-                if iteration % config.snapshot_save_iter == 0:
-                    save_snapshot(trainer, batches, checkpoint_dir, iteration)
-                    last_saved = iteration
-                for callback in callbacks:
-                    callback.on_step(iteration, scalars)
-    except KeyboardInterrupt:
-        if iteration > 0 and last_saved != iteration:
+                    # per tick: logs (the mean over ranks), sample grids, snapshot, UI
+                    local = {name: value.detach().item() for name, value in losses.items()}
+                    scalars, stop = dist.reduce_step(local, torch_device)
+                    if iteration % config.log_iter == 0:
+                        stats.write(iteration, {**scalars, "lr": lr, "time_s": time.perf_counter() - started})
+                    if iteration % config.image_save_iter == 0 and dist.is_main:
+                        _write_samples(trainer, display, image_dir, f"{iteration:08d}", ("test", "train"))
+                    if iteration % config.image_display_iter == 0 and dist.is_main:
+                        _write_samples(trainer, display, image_dir, "current", ("train",))
+                    if iteration % config.snapshot_save_iter == 0:
+                        save_snapshot(trainer, batches, checkpoint_dir, iteration)
+                        last_saved = iteration
+                    for callback in callbacks:
+                        callback.on_step(iteration, scalars)
+                    if stop:  # some rank got SIGINT/SIGTERM: every rank stops after this iteration
+                        raise distributed.CoordinatedStop
+    except KeyboardInterrupt as exc:
+        coordinated = not dist.enabled or isinstance(exc, distributed.CoordinatedStop)
+        if iteration > 0 and last_saved != iteration and coordinated:
             save_snapshot(trainer, batches, checkpoint_dir, iteration)
         raise
     finally:
@@ -407,6 +475,8 @@ def train(config_path: str | Path, data_dir: str | Path | None, out_dir: str | P
     # Final snapshot, unless the last iteration just wrote one
     if iteration > 0 and last_saved != iteration:
         save_snapshot(trainer, batches, checkpoint_dir, iteration)
+    dist.write_digest(run_dir, {"a": trainer.gen_a, "b": trainer.gen_b}, {"a": trainer.dis_a, "b": trainer.dis_b},
+                      local)
     return TrainResult(run_dir=run_dir, iteration=iteration, last_scalars=scalars)
 
 

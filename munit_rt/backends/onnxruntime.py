@@ -44,11 +44,12 @@ def cuda_usable() -> bool:
     return not sys.platform.startswith("linux") or Path("/dev/nvidiactl").exists()
 
 
-def session_from_path(path: Path, options: Any, providers: list[str]) -> Any:
-    """Loader: model file -> InferenceSession (kept separate so tests can hand in a fake)."""
+def session_from_path(path: Path | bytes, options: Any, providers: list[str]) -> Any:
+    """Loader: model file or its verified bytes -> InferenceSession (separate so tests can hand in a fake)."""
     import onnxruntime
 
-    return onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
+    model = path if isinstance(path, bytes) else str(path)
+    return onnxruntime.InferenceSession(model, sess_options=options, providers=providers)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -88,8 +89,9 @@ class OnnxRuntimeBackend(Backend):
     def _session(self, graph: GraphSpec) -> Any:
         session = self._sessions.get(graph.name)
         if session is None:
-            path = self.bundle.graph_path(graph.name, self.precision)
-            session = self._session_factory(path, self._options, self._providers)
+            # from the bytes whose sha256 was just checked, so a file swapped after Bundle() is never run
+            model = self.bundle.graph_bytes(graph.name, self.precision)
+            session = self._session_factory(model, self._options, self._providers)
             self._sessions[graph.name] = session
         return session
 

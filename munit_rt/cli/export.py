@@ -26,7 +26,8 @@ from munit_rt.cli.common import friendly_errors, require
               help="Min PSNR (dB) of each FP16 graph's output against the FP32 graph's.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle (swapped atomically).")
 @click.option("--trust-checkpoint", is_flag=True,
-              help="Allow pickled objects in the checkpoint: runs code from the file, so only for files you trust.")
+              help="UNSAFE: allow pickled objects in the checkpoint, which run code from the file while it loads; "
+                   "only for files you trust. Without it, only tensors and plain data are read (weights_only).")
 @friendly_errors
 def command(checkpoints: tuple[Path, ...], config_path: Path | None, out_dir: Path | None, opset: int | None,
             precision: str, atol: float, min_psnr: float, force: bool, trust_checkpoint: bool) -> None:

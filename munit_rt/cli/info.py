@@ -17,8 +17,11 @@ _BUFFER_LEAVES = ("running_mean", "running_var", "num_batches_tracked")
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="YAML for official checkpoints (they store no config); checks the weights against it.")
+@click.option("--trust-checkpoint", is_flag=True,
+              help="UNSAFE: allow pickled objects in the checkpoint, which run code from the file while it loads; "
+                   "only for files you trust. Without it, only tensors and plain data are read (weights_only).")
 @friendly_errors
-def command(path, config_path):
+def command(path, config_path, trust_checkpoint):
     """Describe a checkpoint or a bundle folder (with manifest.json).
 
     Checkpoints: MUNIT gen_XXXXXXXX.pt, munit-rt cyclegan_/stargan_XXXXXXXX.pt, upstream CycleGAN
@@ -36,13 +39,13 @@ def command(path, config_path):
     from munit_rt.cli.common import require
 
     require("torch", "train")
-    click.echo(describe_checkpoint(path, config_path))
+    click.echo(describe_checkpoint(path, config_path, trust=trust_checkpoint))
 
 
-def describe_checkpoint(path: Path, config_path: str | Path | None = None) -> str:
+def describe_checkpoint(path: Path, config_path: str | Path | None = None, trust: bool = False) -> str:
     from training.checkpoint import load_generators, read_any_checkpoint
 
-    ckpt = read_any_checkpoint(path, config=config_path)
+    ckpt = read_any_checkpoint(path, config=config_path, trust=trust)
     if ckpt.family != "munit":
         return describe_family_checkpoint(ckpt, config_path)
     if ckpt.config is not None:

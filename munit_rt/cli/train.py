@@ -29,6 +29,10 @@ def command(config_path, data_dir, out_dir, max_iter, resume, device, seed):
     Snapshots: MUNIT uses the official names (gen_XXXXXXXX.pt, dis_XXXXXXXX.pt, optimizer.pt), CycleGAN
     and StarGAN cyclegan_/stargan_XXXXXXXX.pt with dis_XXXXXXXX.pt and optimizer.pt. Ctrl-C writes a
     snapshot and exits with code 130; --resume continues exactly where the newest snapshot stopped.
+
+    \b
+    Several GPUs or nodes: start it with torchrun (data-parallel, batch_size per process):
+      torchrun --nproc_per_node 4 --no-python munit-rt train --config CFG.yaml --data DIR --out RUN
     """
     from munit_rt.cli.common import require
 
@@ -47,4 +51,7 @@ def command(config_path, data_dir, out_dir, max_iter, resume, device, seed):
 
         family = get_family(config_family(config_path))
         result = family.train(config_path, data_dir, out_dir, **options, callbacks=(FamilyProgress(),))
-    click.echo(f"Done: iteration {result.iteration}; snapshots in {result.run_dir / 'checkpoints'}")
+    from training.distributed import env_world
+
+    if env_world()[0] == 0:  # under torchrun only rank 0 reports
+        click.echo(f"Done: iteration {result.iteration}; snapshots in {result.run_dir / 'checkpoints'}")

@@ -32,7 +32,7 @@ DEFAULT_SIZE = 256  # when a manifest has no preprocess.size
 
 IMAGE_INPUTS = ("image",)
 CONTENT_INPUTS = ("content",)
-VECTOR_INPUTS = {"style": "style_dim", "adain_params": "adain_total"}
+VECTOR_INPUTS = {"style": "style_dim", "adain_params": "adain_total", "label": "c_dim"}  # label: StarGAN
 
 Shape = tuple[int, ...]
 
@@ -145,6 +145,8 @@ def resolve(options: ProfileOptions | None, manifest: Mapping[str, Any]) -> Reso
 def _vector_width(manifest: Mapping[str, Any], name: str) -> int | None:
     if name == "style":
         return manifest.get("style_dim")
+    if name == "label":
+        return manifest.get("labels", {}).get("c_dim")
     return manifest.get("adain", {}).get("total")
 
 
@@ -165,7 +167,7 @@ def input_range(graph: str, spec: Mapping[str, Any], manifest: Mapping[str, Any]
             shape[1] = width
         divisor = 1
     else:
-        raise BundleError(f"graph {graph}: unknown input '{name}' (expected one of image, content, style, adain_params)")
+        raise BundleError(f"graph {graph}: unknown input '{name}' (expected one of image, content, style, adain_params, label)")
 
     shapes = []
     for level in range(3):

@@ -1,0 +1,196 @@
+"""`munit-rt translate --engine ray`: a Ray Data pipeline with the local engine's results, file for file.
+
+One local Ray instance (2 CPUs, no dashboard) serves the whole module; the engine uses an already initialised
+Ray as it is. Every comparison is of the complete output trees, byte for byte, including hidden files (so a
+temporary file left behind would show too).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from test_bundle import build_tiny_bundle
+
+from munit_rt.cli import cli
+from munit_rt.cli.common import EXIT_OK, EXIT_SOME_INPUTS_FAILED, EXIT_USAGE
+from munit_rt.pipeline import TranslateOptions, translate_paths
+
+NON_UTF8 = os.fsdecode(b"caf\xe9.png")  # a file name that is not UTF-8: it crosses Arrow as bytes
+
+
+def ray_or_skip():
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'munit-rt[ray]')")
+    pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'munit-rt[ray]')")
+    return ray
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray = ray_or_skip()
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return build_tiny_bundle(tmp_path_factory)[1]
+
+
+@pytest.fixture(autouse=True)
+def no_model_env(monkeypatch):
+    monkeypatch.delenv("MUNIT_RT_MODEL", raising=False)
+
+
+def write_image(path: Path, seed: int, size=(32, 32)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    """Six inputs of three sizes in two folders (more inputs than one batch, so both workers get some)."""
+    folder = tmp_path_factory.mktemp("ray_inputs") / "in"
+    names = ["a.png", "b.jpg", "c.png", "sub/d.png", "sub/e.png", NON_UTF8]
+    for i, name in enumerate(names):
+        write_image(folder / name, seed=i, size=(32 + 8 * (i % 3), 32))
+    return folder
+
+
+def translate(model: Path, *args) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["translate", "--model", str(model), *map(str, args)])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+MUNIT_ARGS = ["-r", "-s", 3, "--seed", 7, "-b", 2]
+RAY_ARGS = ["--engine", "ray", "--workers", 2]
+
+
+@pytest.fixture(scope="module")
+def local_reference(model, inputs, tmp_path_factory) -> dict[str, bytes]:
+    out = tmp_path_factory.mktemp("local") / "out"
+    code, output = translate(model, inputs, *MUNIT_ARGS, "-o", out)
+    assert code == EXIT_OK, output
+    return files_of(out)
+
+
+def test_ray_engine_writes_the_local_engines_bytes(ray_instance, model, inputs, local_reference, tmp_path):
+    code, output = translate(model, inputs, *MUNIT_ARGS, *RAY_ARGS, "-o", tmp_path / "ray")
+    assert code == EXIT_OK, output
+    assert "6 inputs: 6 translated, 0 already done, 0 failed; 18 files written" in output
+    assert "on ray, 2 workers" in output
+    produced = files_of(tmp_path / "ray")
+    assert len(produced) == 18 and "sub/d/style_02.png" in produced
+    assert produced == local_reference
+
+
+def test_ray_engine_synchronized_styles_match_the_local_engine(ray_instance, model, inputs, tmp_path):
+    args = [inputs, "-r", "-s", 2, "--synchronized", "--seed", 3]
+    assert translate(model, *args, "-o", tmp_path / "local")[0] == EXIT_OK
+    code, output = translate(model, *args, *RAY_ARGS, "-o", tmp_path / "ray")
+    assert code == EXIT_OK, output
+    assert files_of(tmp_path / "ray") == files_of(tmp_path / "local")
+
+
+def test_ray_engine_resumes_only_the_missing_outputs(ray_instance, model, inputs, local_reference, tmp_path):
+    """An interrupted run: one input with no outputs, one with a style missing, one with a file cut short, and a
+    temporary file of a worker that died. The rerun redoes exactly those three inputs."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for relpath, data in local_reference.items():
+        (out / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (out / relpath).write_bytes(data)
+    shutil.rmtree(out / "a")
+    (out / "sub/d/style_01.png").unlink()
+    cut = out / "c/style_02.png"
+    cut.write_bytes(cut.read_bytes()[: len(cut.read_bytes()) // 2])
+    stale = out / "sub/e/.style_00.png.tmp-4194303"  # a PID above Linux's pid_max: never running
+    stale.write_bytes(b"half a png")
+    untouched = out / "b/style_00.png"
+    os.utime(untouched, (1, 1))
+
+    report = translate_paths(TranslateOptions(inputs=[inputs], output=out, model=model, styles=3, seed=7, batch_size=2,
+                                              recursive=True, engine="ray", workers=2, progress=False))
+    assert (report.inputs, report.translated, report.skipped, report.failures) == (6, 3, 3, [])
+    assert report.files_written == 9 and report.stage_images["infer"] == 3
+    assert untouched.stat().st_mtime == 1  # done inputs are not rewritten
+    assert files_of(out) == local_reference  # the stale temporary file is gone too
+
+
+def test_unreadable_input_is_reported_and_exits_1(ray_instance, model, tmp_path):
+    folder = tmp_path / "in"
+    write_image(folder / "good.png", seed=1)
+    (folder / "broken.png").write_bytes(b"not a png at all")
+    code, output = translate(model, folder, "-s", 1, *RAY_ARGS, "-o", tmp_path / "out")
+    assert code == EXIT_SOME_INPUTS_FAILED, output
+    assert "2 inputs: 1 translated, 0 already done, 1 failed" in output
+    assert "broken.png: not an image munit-rt reads" in output
+    assert (tmp_path / "out/good/style_00.png").is_file() and not (tmp_path / "out/broken").exists()
+
+
+def test_missing_ray_exits_2_naming_the_extra(model, inputs, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    code, output = translate(model, inputs, "-s", 1, "--engine", "ray", "-o", tmp_path / "out")
+    assert code == EXIT_USAGE
+    assert "install munit-rt[ray]" in output
+    assert not (tmp_path / "out").exists()  # nothing listed or written before the check
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--workers", 2], "--workers applies to --engine ray only"),
+    (["--address", "auto", "--gpus-per-worker", 1], "--address, --gpus-per-worker apply to --engine ray only"),
+])
+def test_ray_options_need_the_ray_engine(model, inputs, tmp_path, args, message):
+    code, output = translate(model, inputs, *args, "-o", tmp_path / "out")
+    assert code == EXIT_USAGE and message in output
+
+
+def test_gpus_beyond_a_local_instance_are_a_usage_error(ray_instance, model, inputs, tmp_path):
+    code, output = translate(model, inputs, "--engine", "ray", "--gpus-per-worker", 1, "-o", tmp_path / "out")
+    assert code == EXIT_USAGE and "Ray sees 0" in output, output
+
+
+@pytest.fixture(scope="module")
+def stargan_bundle(tmp_path_factory) -> Path:
+    """The tiny StarGAN of test_families_runtime (attributes Black_Hair, Blond_Hair, Male), exported here."""
+    torch = pytest.importorskip("torch", reason="the StarGAN bundle is exported here (pip install 'munit-rt[export]')")
+    pytest.importorskip("onnx", reason="the StarGAN bundle is exported here (pip install 'munit-rt[export]')")
+    from test_families_runtime import STARGAN, family_config
+
+    from export import export_bundle
+    from training.checkpoint import save_family_checkpoint
+    from training.stargan import build_generator
+
+    root = tmp_path_factory.mktemp("stargan_ray")
+    config = family_config(STARGAN)
+    torch.manual_seed(12)
+    ckpt = root / "stargan_00000030.pt"
+    save_family_checkpoint(ckpt, "stargan", {"G": build_generator(config).eval()}, config, iteration=30)
+    return export_bundle(ckpt, root / "stargan.bundle", precision="fp32")
+
+
+def test_stargan_sweep_with_grids_matches_the_local_engine(ray_instance, stargan_bundle, inputs, tmp_path):
+    args = [inputs, "-r", "--from-attrs", "Black_Hair", "--grid", "--layout", "official", "-b", 4]
+    assert translate(stargan_bundle, *args, "-o", tmp_path / "local" / "out")[0] == EXIT_OK
+    code, output = translate(stargan_bundle, *args, *RAY_ARGS, "-o", tmp_path / "ray" / "out")
+    assert code == EXIT_OK, output
+    local, ray = files_of(tmp_path / "local"), files_of(tmp_path / "ray")
+    assert "out_02/sub/d.png" in ray and "out/sub/d/grid.png" in ray and "out/index.html" in ray
+    assert ray == local
