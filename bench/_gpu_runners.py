@@ -8,6 +8,8 @@ ONNX Runtime CUDA: I/O tensors are torch CUDA tensors bound by address (`io_bind
 torch is synchronised before every ONNX Runtime run that reads what torch wrote, and ONNX Runtime synchronises
 its own stream at the end of each run, so no run reads a buffer that is still being written.
 
+The CycleGAN/StarGAN runners (bench/_gen_runners.py) subclass these two for the generator graph.
+
 TensorRT: the engines come from `munit_rt.tensorrt.builder.prepare_engines` (timed: the engine build time,
 or "cached" when current engines were found), built for batch 1..max(batches) at exactly the measured size.
 Stage runs re-point the engine's input addresses at the rotating buffers (`set_tensor_address`) and restore
@@ -39,6 +41,11 @@ class OrtCudaRunner(Runner):
         return f"ONNX Runtime CUDA {precision.upper()} (I/O binding)"
 
     def open(self) -> None:
+        self._open_sessions()
+        self.enc_graph, self.mlp_graph, self.dec_graph = self.model.graphs
+
+    def _open_sessions(self) -> None:
+        """A CUDA session per graph of the model (session creation timed as the build)."""
         import onnxruntime
         import torch
 
@@ -62,7 +69,6 @@ class OrtCudaRunner(Runner):
             self.sessions[graph] = session
         self.build_s = time.perf_counter() - started
         self.build_note = "session creation"
-        self.enc_graph, self.mlp_graph, self.dec_graph = self.model.graphs
 
     def _bind(self, graph: str, inputs: dict[str, Any], outputs: dict[str, Any]) -> Any:
         io = self.sessions[graph].io_binding()
@@ -209,8 +215,9 @@ class TensorRTRunner(Runner):
                            "engines found in the bundle's cache (--rebuild-engines times a build)")
         self.backend = _batch_limited(TensorRTBackend)(self.model.bundle, self.precision, profile=self.profile)
         self.backend.open()
-        self.enc_graph, self.mlp_graph, self.dec_graph = self.model.graphs
         self.runners = {graph: self.backend.runner(graph) for graph in self.model.graphs}
+        if not self.model.generator_only:
+            self.enc_graph, self.mlp_graph, self.dec_graph = self.model.graphs
 
     def _device_copy(self, runner: Any, name: str, array: np.ndarray) -> tuple[Any, tuple[int, ...]]:
         """A device buffer holding `array` (the copy is queued on the engines' stream; load() synchronises)."""

@@ -1,5 +1,5 @@
-"""The model under test for bench/throughput.py: a bundle given with --bundle, or a random-weight MUNIT built
-and exported here (official default config; --quick: a tiny one).
+"""The model under test for bench/throughput.py: a bundle of any family given with --bundle, or a random-weight
+MUNIT built and exported here (official default config; --quick: a tiny one).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from bench._runners import ModelInfo
+from bench._workload import ModelInfo
 
 DEFAULT_GEN = {"dim": 64, "n_res": 4, "style_dim": 8, "mlp_dim": 256, "n_downsample": 2}  # official defaults
 QUICK_GEN = {"dim": 8, "n_res": 1, "style_dim": 8, "mlp_dim": 16, "n_downsample": 2}
@@ -64,6 +64,10 @@ def model_context(args: argparse.Namespace, settings: dict[str, Any], cuda: bool
     if args.bundle:
         bundle = Bundle(args.bundle)
         source = bundle.manifest.get("source_checkpoint") or {}
+        settings.update(model=f"{bundle.spec.title} bundle {args.bundle}", export_s=None)
+        if bundle.family != "munit":
+            yield family_model(bundle, source, args.checkpoint)
+            return
         checkpoint = args.checkpoint or (Path(source["path"]) if source.get("path") else None)
         problem = None
         if checkpoint is None or not checkpoint.is_file():
@@ -73,7 +77,6 @@ def model_context(args: argparse.Namespace, settings: dict[str, Any], cuda: bool
 
             if file_sha256(checkpoint) != source["sha256"]:
                 problem = f"{checkpoint} is not the checkpoint the bundle was exported from (sha256 differs)"
-        settings.update(model=f"bundle {args.bundle}", export_s=None)
         yield ModelInfo(bundle, checkpoint, problem)
         return
     precision = args.precision
@@ -87,3 +90,20 @@ def model_context(args: argparse.Namespace, settings: dict[str, Any], cuda: bool
         settings.update(model="random-weight MUNIT " + ", ".join(f"{k} {v}" for k, v in gen.items()),
                         export_s=export_s)
         yield ModelInfo(Bundle(bundle_path), checkpoint)
+
+
+def family_model(bundle: Any, source: dict[str, Any], checkpoint: Path | None) -> ModelInfo:
+    """CycleGAN/StarGAN: every source file, in the order the sha256 covers (the manifest's path first), as
+    munit_rt.backends.torch resolves them; their sha256 is checked when the PyTorch runners load them."""
+    if checkpoint is not None:
+        paths = [checkpoint]
+    elif source.get("files"):
+        paths = sorted((Path(f["path"]) for f in source["files"]), key=lambda p: str(p) != source.get("path"))
+    else:
+        paths = [Path(source["path"])] if source.get("path") else []
+    missing = [str(p) for p in paths if not p.is_file()]
+    problem = None
+    if not paths or missing:
+        problem = f"source checkpoint {', '.join(missing) or 'unknown'} not found (pass --checkpoint)"
+    return ModelInfo(bundle, paths[0] if paths else None, problem, checkpoints=tuple(paths),
+                     check_sha256=checkpoint is None)  # as for MUNIT: a --checkpoint given is taken as it is

@@ -1,112 +1,32 @@
 """Backends as the benchmark drives them: one uniform runner per (framework, device, precision).
 
 A runner is opened once (model load, sessions, engines, compilation: its `build_s`), then per batch size it
-`load`s the batch's rotating inputs onto its device and runs, by input-set index k:
+`load`s the batch's rotating inputs onto its device and runs, by input-set index k, the stages of the
+model's family (ModelInfo.stages, then the job):
 
+    MUNIT
     encode(k)   content encoder on images[k]                   output stays where the backend keeps it
     decode(k)   decoder on (content[k], adain[k])              idem; decode_numpy(result) fetches it
     job(k)      job_images[k] x job_codes[k] -> numpy outputs  host in, host out, as Translator.translate:
                 content once per image, style MLP once, (image, style) pairs decoded in batches of B
+    CycleGAN, StarGAN (bench/_gen_runners.py)
+    generate(k) generator on images[k] (StarGAN: and labels[k]) output stays; decode_numpy(result) fetches it
+    job(k)      job_images[k] -> numpy outputs                 host in, host out, as Translator.generate
 
-This module holds the data model and the CPU-capable runners (PyTorch, ONNX Runtime CPU); the CUDA-only
-ones (ONNX Runtime CUDA with I/O binding, TensorRT) are in bench/_gpu_runners.py.
+This module holds the MUNIT runners that run on the CPU (PyTorch, ONNX Runtime CPU); the CUDA-only ones
+(ONNX Runtime CUDA with I/O binding, TensorRT) are in bench/_gpu_runners.py. The data model (ModelInfo,
+Workload) is bench/_workload.py.
 """
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-
-class Unavailable(Exception):
-    """This backend cannot run here; the message says why (reported as skipped, not failed)."""
-
-
-@dataclass
-class ModelInfo:
-    """The bundle under test, its source checkpoint (for the PyTorch runners) and the a2b graph names."""
-
-    bundle: Any  # munit_rt.bundle.Bundle
-    checkpoint: Path | None
-    checkpoint_problem: str | None = None  # why the PyTorch runners cannot load the checkpoint
-    source: str = "a"
-    target: str = "b"
-
-    @property
-    def graphs(self) -> tuple[str, str, str]:
-        return f"content_encoder_{self.source}", f"style_mlp_{self.target}", f"decoder_{self.target}"
-
-    @property
-    def manifest(self) -> dict:
-        return self.bundle.manifest
-
-    @property
-    def multiple(self) -> int:
-        return int(self.manifest.get("spatial_multiple") or self.manifest["preprocess"]["multiple"])
-
-    def load_generators(self) -> dict[str, Any]:
-        """A fresh copy of both generators (each runner casts and moves its own)."""
-        from training.checkpoint import load_generators, read_checkpoint
-        from training.config import config_from_dict
-
-        if self.checkpoint_problem:
-            raise Unavailable(self.checkpoint_problem)
-        config = config_from_dict(self.manifest["config"], source=f"bundle {self.bundle.path} manifest.json config")
-        return load_generators(read_checkpoint(self.checkpoint, config=config))
-
-
-@dataclass
-class Workload:
-    """Host inputs of one batch size, shared by every runner: K rotating sets of each."""
-
-    batch: int
-    styles: int
-    images: list[np.ndarray]       # [B, C, S, S] in [-1, 1]
-    content: list[np.ndarray]      # [B, Cc, S/m, S/m]
-    adain: list[np.ndarray]        # [B, P]
-    job_images: list[np.ndarray]   # [N, C, S, S], N = ceil(B / styles)
-    job_codes: list[np.ndarray]    # [styles, style_dim]
-
-    @property
-    def job_count(self) -> int:
-        return self.job_images[0].shape[0]
-
-    @property
-    def job_outputs(self) -> int:
-        return self.job_count * self.styles
-
-
-def job_images_for(batch: int, styles: int) -> int:
-    """Images per job at batch B: enough for one full decoder batch of (image, style) pairs."""
-    return max(1, math.ceil(batch / styles))
-
-
-def make_workload(model: ModelInfo, batch: int, size: int, styles: int, rotate: int, seed: int = 0) -> Workload:
-    m = model.manifest
-    rng = np.random.default_rng([seed, batch, size])
-    cin = int(m["domains"][model.source]["channels"])
-    cc, h = int(m["content_channels"]), size // model.multiple
-    params, style_dim = int(m["adain"]["total"]), int(m["style_dim"])
-    n = job_images_for(batch, styles)
-
-    def normal(*shape: int) -> np.ndarray:
-        return rng.standard_normal(shape, dtype=np.float32)
-
-    def uniform(*shape: int) -> np.ndarray:
-        return rng.uniform(-1.0, 1.0, shape).astype(np.float32)
-
-    return Workload(batch, styles, [uniform(batch, cin, size, size) for _ in range(rotate)],
-                    [normal(batch, cc, h, h) for _ in range(rotate)], [normal(batch, params) for _ in range(rotate)],
-                    [uniform(n, cin, size, size) for _ in range(rotate)], [normal(styles, style_dim) for _ in range(rotate)])
-
-
-def pair_indices(count: int, styles: int) -> tuple[np.ndarray, np.ndarray]:
-    """(image index, style index) of every output row, row r = image * styles + style (Translator order)."""
-    return np.divmod(np.arange(count * styles), styles)
+from bench._workload import (ModelInfo, Unavailable, Workload, job_images_for, make_workload,  # noqa: F401
+                             pair_indices)
 
 
 class Runner:
@@ -137,11 +57,16 @@ class Runner:
     def decode(self, k: int) -> Any:
         """Decoder on input set k; returns a handle for decode_numpy."""
 
+    def generate(self, k: int) -> Any:
+        """CycleGAN/StarGAN: the generator on input set k; returns a handle for decode_numpy."""
+
     def job(self, k: int) -> np.ndarray:
-        """The translate job on job set k: host arrays in, [N, S, C, H, W] float32 host array out."""
+        """The job on job set k: host arrays in, float32 host array out ([N, S, C, H, W] for MUNIT's
+        translate, [N, C, H, W] for generate)."""
         raise NotImplementedError
 
     def decode_numpy(self, result: Any) -> np.ndarray:
+        """The last stage's output (decode, generate) as a host array, for the parity check."""
         return np.asarray(result)
 
     def sync(self) -> None:
@@ -187,14 +112,8 @@ class TorchRunner(Runner):
             torch.backends.cudnn.benchmark = True
             torch.backends.cudnn.allow_tf32 = self.tf32  # "fp32" means fp32 arithmetic unless --tf32
             torch.backends.cuda.matmul.allow_tf32 = self.tf32
-        gens = self.model.load_generators()
-        dtype = torch.float16 if self.half else torch.float32
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        modules = []
-        for gen, part in ((gens[self.model.source], "enc_content"), (gens[self.model.target], "mlp"),
-                          (gens[self.model.target], "dec")):
-            module = getattr(gen, part).to(device=self.device, dtype=dtype).eval()
-            modules.append(module.to(memory_format=fmt) if part != "mlp" else module)
+        modules = self._modules(self.model.load_generators(), torch.float16 if self.half else torch.float32,
+                                torch.channels_last if self.channels_last else torch.contiguous_format)
         if self.half:
             for module in modules:
                 _layernorms_in_fp32(module)
@@ -203,8 +122,20 @@ class TorchRunner(Runner):
             # each new shape only records its own CUDA graph (dynamic=False would recompile at every shape)
             modules = [torch.compile(m, mode=self.compile_mode) for m in modules]
             self.build_note = "compile time: the first call at each new shape (warm-ups), not included here"
-        self.enc, self.mlp, self.dec = modules
+        self._set_modules(modules)
         self.build_s = time.perf_counter() - started
+
+    def _modules(self, gens: dict[str, Any], dtype: Any, fmt: Any) -> list[Any]:
+        """The modules the stages call, cast and moved (MUNIT: content encoder, style MLP, decoder)."""
+        modules = []
+        for gen, part in ((gens[self.model.source], "enc_content"), (gens[self.model.target], "mlp"),
+                          (gens[self.model.target], "dec")):
+            module = getattr(gen, part).to(device=self.device, dtype=dtype).eval()
+            modules.append(module.to(memory_format=fmt) if part != "mlp" else module)
+        return modules
+
+    def _set_modules(self, modules: list[Any]) -> None:
+        self.enc, self.mlp, self.dec = modules
 
     def _tensor(self, array: np.ndarray) -> Any:
         import torch
@@ -334,6 +265,15 @@ class OrtCpuRunner(Runner):
     key, label = "onnxruntime-cpu", "ONNX Runtime CPU FP32"
 
     def open(self) -> None:
+        self._open_translator()
+        self.enc_graph, self.mlp_graph, self.dec_graph = self.model.graphs
+        # the job is not warmed up on the CPU (its encoder/decoder shapes are, by the stage runs): create the
+        # style MLP's session here so that the first job does not pay for it
+        codes = np.random.default_rng(0).standard_normal((1, self.model.bundle.style_dim), dtype=np.float32)
+        self.backend.run(self.mlp_graph, {"style": codes})
+
+    def _open_translator(self) -> None:
+        """munit_rt's ONNX Runtime CPU backend (session creation timed as the build) and a Translator on it."""
         from munit_rt import Translator
         from munit_rt.backends.onnxruntime import CPU_PROVIDER, OnnxRuntimeBackend, session_from_path
 
@@ -349,11 +289,6 @@ class OrtCpuRunner(Runner):
                                           session_factory=timed_session)
         self.translator = Translator(self.model.bundle, backend=self.backend)
         self.build_note = f"session creation (graph optimisation), {self.backend.device}"
-        self.enc_graph, self.mlp_graph, self.dec_graph = self.model.graphs
-        # the job is not warmed up on the CPU (its encoder/decoder shapes are, by the stage runs): create the
-        # style MLP's session here so that the first job does not pay for it
-        codes = np.random.default_rng(0).standard_normal((1, self.model.bundle.style_dim), dtype=np.float32)
-        self.backend.run(self.mlp_graph, {"style": codes})
 
     def encode(self, k: int) -> Any:
         return self.backend.run(self.enc_graph, {"image": self.work.images[k]})["content"]

@@ -9,6 +9,8 @@
 Counted (2 x multiply-accumulates, bias additions left out):
 
     Conv          2 * Cin/groups * kh * kw * Cout * Hout * Wout * N   (any number of spatial dims)
+    ConvTranspose 2 * Cin * Cout/groups * kh * kw * Hin * Win * N     (every input pixel scatters a kh x kw
+                                                                       patch to Cout/groups channels)
     Gemm          2 * M * N * K
     MatMul        2 * K * (elements of the output)                     (= 2*M*N*K per matrix, batched)
 
@@ -30,7 +32,7 @@ import numpy as np
 import onnx
 from onnx import helper, shape_inference
 
-COUNTED_OPS = ("Conv", "Gemm", "MatMul")
+COUNTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 Shape = tuple[int, ...]
 
@@ -88,6 +90,8 @@ def node_flops(node: onnx.NodeProto, shapes: Mapping[str, Shape | None]) -> int:
 
     if node.op_type == "Conv":  # W [Cout, Cin/groups, k...], Y [N, Cout, out...]
         return 2 * math.prod(shape(0, output=True)) * math.prod(shape(1)[1:])
+    if node.op_type == "ConvTranspose":  # X [N, Cin, in...], W [Cin, Cout/groups, k...]
+        return 2 * math.prod(shape(0)) * math.prod(shape(1)[1:])
     if node.op_type == "Gemm":
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         a, b = shape(0), shape(1)

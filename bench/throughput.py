@@ -6,11 +6,12 @@
 Backends (each skipped, with the reason printed, where it cannot run): PyTorch eager FP32, PyTorch FP16
 channels-last (CUDA), torch.compile FP16 with CUDA graphs (CUDA), ONNX Runtime CPU, ONNX Runtime CUDA with
 I/O binding (FP32, FP16), TensorRT FP32 and FP16 through munit_rt's backend (engine build time recorded).
-Per backend and batch: images/s of the content encoder, the decoder and the whole translate job; p50/p95
-latency per call; device memory peak; achieved GFLOP/s from the exact FLOPs of the graphs (bench/flops.py)
-and its share of the matmul rate measured in the same run; ratios against PyTorch eager FP32. Without
---bundle a random-weight MUNIT at the official default config is built and exported into a temporary
-directory. Prints numbers only; the README targets are reported as met / not met / not measured.
+Per backend and batch: images/s of the content encoder, the decoder and the whole translate job (MUNIT), or
+of one generator call and the whole Translator.generate job (CycleGAN, StarGAN: encode/decode are n/a);
+p50/p95 latency per call; device memory peak; achieved GFLOP/s from the exact FLOPs of the graphs
+(bench/flops.py) and its share of the matmul rate measured in the same run; ratios against PyTorch eager
+FP32. Without --bundle a random-weight MUNIT at the official default config is built and exported into a
+temporary directory. Prints numbers only; the README targets are reported as met / not met / not measured.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ if str(REPO) not in sys.path:
 from bench import _report, _timing  # noqa: E402
 from bench._model import model_context  # noqa: E402
 from bench._runners import ModelInfo, Runner, Unavailable, make_workload  # noqa: E402
+from bench._workload import flops_summary, stage_flops  # noqa: E402
 
 BACKEND_KEYS = ("torch-eager-fp32", "torch-fp16-channels-last", "torch-compile-fp16", "onnxruntime-cpu",
                 "onnxruntime-cuda-fp32", "onnxruntime-cuda-fp16", "tensorrt-fp32", "tensorrt-fp16")
@@ -44,10 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", type=Path, help="bundle to measure (default: build a random-weight default model)")
     p.add_argument("--checkpoint", type=Path, help="its checkpoint for the PyTorch backends (default: the "
-                   "manifest's source_checkpoint.path)")
+                   "manifest's source_checkpoint files)")
     p.add_argument("--batches", help="comma-separated batch sizes (default 1,8,32,64 with a GPU, 1,8 on CPU)")
     p.add_argument("--size", type=int, help="image side (default 256 with a GPU, 128 on CPU)")
-    p.add_argument("--styles", type=int, default=8, help="styles per image in the translate job")
+    p.add_argument("--styles", type=int, default=8, help="styles per image in the translate job (MUNIT)")
     p.add_argument("--repeats", type=int, help="timed calls per point (median reported)")
     p.add_argument("--warmup", type=int, help="untimed calls before timing")
     p.add_argument("--rotate", type=int, default=3, help="distinct preallocated input sets cycled through")
@@ -90,8 +92,14 @@ def resolve_settings(args: argparse.Namespace, cuda: bool) -> dict[str, Any]:
 def plan_backends(model: ModelInfo, settings: dict[str, Any], cuda: bool, only: set[str] | None,
                   rebuild: bool) -> tuple[list[Runner], list[dict[str, str]]]:
     """Runners for every backend that can run here, and the skipped ones with the reason."""
-    from bench._gpu_runners import OrtCudaRunner, TensorRTRunner
-    from bench._runners import OrtCpuRunner, TorchRunner
+    if model.generator_only:  # CycleGAN, StarGAN: the generator-only runners
+        from bench._gen_runners import OrtCpuGenRunner as OrtCpuRunner
+        from bench._gen_runners import OrtCudaGenRunner as OrtCudaRunner
+        from bench._gen_runners import TensorRTGenRunner as TensorRTRunner
+        from bench._gen_runners import TorchGenRunner as TorchRunner
+    else:
+        from bench._gpu_runners import OrtCudaRunner, TensorRTRunner
+        from bench._runners import OrtCpuRunner, TorchRunner
 
     torch_reason = None if importlib.util.find_spec("torch") else "torch is not installed"
     torch_reason = torch_reason or model.checkpoint_problem
@@ -141,48 +149,33 @@ def plan_backends(model: ModelInfo, settings: dict[str, Any], cuda: bool, only: 
 # ---------------------------------------------------------------------------------------------- running
 
 
-def graph_flops_at(model: ModelInfo, cache: dict, graph: str, batch: int, size: int) -> int:
-    """Exact FLOPs of one call of `graph` on `batch` rows at `size` (cached)."""
-    from bench.flops import graph_flops
-
-    key = (graph, batch, size)
-    if key not in cache:
-        m, h = model.manifest, size // model.multiple
-        shapes = {"image": (batch, int(m["domains"][model.source]["channels"]), size, size),
-                  "content": (batch, int(m["content_channels"]), h, h), "adain_params": (batch, int(m["adain"]["total"])),
-                  "style": (batch, int(m["style_dim"]))}
-        spec = model.bundle.graphs[graph]
-        count = graph_flops(model.bundle.graph_path(graph, "fp32"), {t.name: shapes[t.name] for t in spec.inputs})
-        cache[key] = count
-    return cache[key].total
-
-
 def measure_batch(runner: Runner, work: Any, settings: dict[str, Any], flops: dict[str, float],
                   check: bool) -> tuple[dict[str, Any], Any]:
-    """One backend at one batch: encode, decode, job; returns the row and (if `check`) a decoder output."""
-    s = settings
+    """One backend at one batch: the family's stages (encode, decode | generate), then the job; returns the row
+    and (if `check`) the last stage's output."""
+    s, stages = settings, runner.model.stages
     timing = dict(sync=runner.sync, repeats=s["repeats"], rotate=s["rotate"], budget_s=s["budget_s"])
     runner.memory_reset()
     runner.load(work)
-    started = time.perf_counter()
-    enc = _timing.measure(runner.encode, warmup=s["warmup"], **timing)
-    encode_warm = time.perf_counter() - started - sum(enc)
-    started = time.perf_counter()
-    first = runner.decode(0)  # the first (warm-up) decode, also the parity check at the smallest batch
-    runner.sync()
-    reference_output = runner.decode_numpy(first) if check else None
-    dec = _timing.measure(runner.decode, warmup=max(0, s["warmup"] - 1), first_index=1, **timing)
-    decode_warm = time.perf_counter() - started - sum(dec)
-    started = time.perf_counter()
-    job = _timing.measure(runner.job, warmup=s["warmup"] if runner.device == "cuda" else 0, **timing)
-    job_warm = time.perf_counter() - started - sum(job)
     row = {"backend": runner.key, "label": runner.label, "device": runner.device, "precision": runner.precision,
-           "batch": work.batch, "job_images": work.job_count, "job_outputs": work.job_outputs,
-           "encode": _timing.summarize(enc, work.batch, flops["encode"]),
-           "decode": _timing.summarize(dec, work.batch, flops["decode"]),
-           "job": _timing.summarize(job, work.job_outputs, flops["job"]),
-           "warmup_s": {"encode": encode_warm, "decode": decode_warm, "job": job_warm},
-           "memory": {"peak_bytes": runner.memory_peak(), "method": runner.memory_method}}
+           "batch": work.batch, "job_images": work.job_count, "job_outputs": work.job_outputs}
+    row.update({stage: "n/a" for stage in ("encode", "decode") if stage not in stages})
+    warm: dict[str, float] = {}
+    reference_output = None
+    for stage in (*stages, "job"):
+        call, warmup, first_index = getattr(runner, stage), s["warmup"], 0
+        if stage == "job" and runner.device != "cuda":
+            warmup = 0  # the CPU job reuses the shapes the stage warm-ups ran
+        started = time.perf_counter()
+        if stage == stages[-1]:  # its first (warm-up) call is also the parity check at the smallest batch
+            first = call(0)
+            runner.sync()
+            reference_output = runner.decode_numpy(first) if check else None
+            warmup, first_index = max(0, warmup - 1), 1
+        samples = _timing.measure(call, warmup=warmup, first_index=first_index, **timing)
+        warm[stage] = time.perf_counter() - started - sum(samples)
+        row[stage] = _timing.summarize(samples, work.job_outputs if stage == "job" else work.batch, flops[stage])
+    row.update(warmup_s=warm, memory={"peak_bytes": runner.memory_peak(), "method": runner.memory_method})
     runner.unload()
     return row, reference_output
 
@@ -195,7 +188,6 @@ def run_backends(runners: list[Runner], model: ModelInfo, settings: dict[str, An
     flop_cache: dict = {}
     size, styles = settings["size"], settings["styles"]
     reference: tuple[str, np.ndarray] | None = None
-    enc_graph, mlp_graph, dec_graph = model.graphs
     for runner in runners:
         print(f"{runner.label}: opening ...", flush=True)
         try:
@@ -215,13 +207,7 @@ def run_backends(runners: list[Runner], model: ModelInfo, settings: dict[str, An
                 continue
             work = workloads.get(batch) or workloads.setdefault(
                 batch, make_workload(model, batch, size, styles, settings["rotate"], settings["seed"]))
-            n = work.job_count
-            decode_rows = [min(batch, work.job_outputs - start) for start in range(0, work.job_outputs, batch)]
-            flops = {"encode": graph_flops_at(model, flop_cache, enc_graph, batch, size),
-                     "decode": graph_flops_at(model, flop_cache, dec_graph, batch, size),
-                     "job": graph_flops_at(model, flop_cache, enc_graph, n, size)
-                     + graph_flops_at(model, flop_cache, mlp_graph, styles, size)
-                     + sum(graph_flops_at(model, flop_cache, dec_graph, rows, size) for rows in decode_rows)}
+            flops = stage_flops(model, flop_cache, work, size)
             check = batch == settings["batches"][0]
             try:
                 row, output = measure_batch(runner, work, settings, flops, check)
@@ -242,8 +228,8 @@ def run_backends(runners: list[Runner], model: ModelInfo, settings: dict[str, An
                     row["parity_nan"] = bool(np.isnan(output).any())
             warm_total += sum(row["warmup_s"].values())
             results["results"].append(row)
-            print(f"  batch {batch}: encode {row['encode']['images_per_s']:.2f}, decode {row['decode']['images_per_s']:.2f}, "
-                  f"job {row['job']['images_per_s']:.2f} images/s", flush=True)
+            rates = ", ".join(f"{stage} {row[stage]['images_per_s']:.2f}" for stage in (*model.stages, "job"))
+            print(f"  batch {batch}: {rates} images/s", flush=True)
         build_s = runner.build_s
         if runner.key == "torch-compile-fp16":  # compilation happens in the first calls at each shape
             build_s = (build_s or 0.0) + warm_total
@@ -291,11 +277,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if settings["size"] % model.multiple:
             raise SystemExit(f"--size {settings['size']} must be a multiple of {model.multiple}")
         results["meta"].update(model=settings.pop("model"), export_s=settings.pop("export_s"),
-                               bundle_precisions=model.bundle.precisions,
-                               graphs=dict(zip(("encode", "mlp", "decode"), model.graphs)),
+                               bundle_precisions=model.bundle.precisions, family=model.family,
+                               stages=[*model.stages, "job"], graphs=model.stage_graphs,
                                timing=("host perf_counter between device synchronisations, median of up to "
                                        f"{settings['repeats']} calls after {settings['warmup']} warm-up(s), "
                                        f"{settings['rotate']} rotating input sets"))
+        if model.family == "cyclegan":
+            results["meta"]["direction"] = model.direction
+        if model.family == "stargan":
+            name, vector = model.label()
+            results["meta"]["label"] = {"attribute": name, "vector": vector.tolist(),
+                                        "note": "first label of the sweep (upstream create_labels from all zeros), "
+                                                "the same for every image"}
         results["roofs"] = {"cpu_fp32": _timing.cpu_matmul_rate()}
         if cuda:
             results["roofs"].update(cuda_fp32=_timing.cuda_matmul_rate("fp32"), cuda_fp16=_timing.cuda_matmul_rate("fp16"))
@@ -321,22 +314,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.plot:
         _report.plot(results, args.plot)
     return results
-
-
-def flops_summary(model: ModelInfo, size: int) -> dict[str, Any]:
-    """FLOPs per image (per code for the MLP) of the three graphs, and what was counted as 0."""
-    cache: dict = {}
-    enc, mlp, dec = model.graphs
-    per = {name: graph_flops_at(model, cache, graph, 1, size) for name, graph in
-           (("encode_per_image", enc), ("mlp_per_code", mlp), ("decode_per_image", dec))}
-    zero: dict[str, int] = {}
-    for (graph, _, _), count in cache.items():
-        for op, n in count.uncounted.items():
-            zero[op] = zero.get(op, 0) + n
-    per["uncounted_ops"] = zero
-    per["note"] = ("Conv, Gemm and MatMul counted exactly at these shapes (2 FLOPs per multiply-add); "
-                   f"{sum(zero.values())} other nodes ({', '.join(sorted(zero))}) counted as 0")
-    return per
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ Three stages overlap: a thread pool decodes and preprocesses inputs into a bound
 stays flat for huge folders), the main thread runs inference in batches of images of the same size, and a
 writer pool encodes and writes PNG/JPEG files atomically. A bad input is recorded in the report and
 skipped; setup problems (model, options, output folder) raise `MunitRtError` before any work starts.
+`engine="ray"` runs the same todo list through munit_rt.ray_engine (Ray Data workers) instead of the stages
+here; listing, resume, the per-batch inference (`batch_runner`) and the output writing are shared.
 """
 from __future__ import annotations
 

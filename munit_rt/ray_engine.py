@@ -222,8 +222,10 @@ def translate_ray(todo: list[InputImage], bundle: Bundle, options: TranslateOpti
             else:
                 report.failures.append((relpath, why))
             progress.update(1)
-        report.backend = (f"{backend or options.backend} on ray, {len(busy)} worker{'s' if len(busy) != 1 else ''}"
-                          + (f" of {workers}" if len(busy) != workers else ""))
+        used = len(busy) or workers  # no input translated: nothing to tell
+        workers_text = f"{workers} worker{'s' if workers != 1 else ''}"
+        report.backend = f"{backend or options.backend} on ray, " + (
+            workers_text if used == workers else f"{used} of {workers_text} busy")
         report.failures.sort()
     finally:
         if rows is not None and hasattr(rows, "close"):
@@ -254,23 +256,27 @@ def _connect(ray: Any, options: TranslateOptions) -> bool:
 def _worker_count(ray: Any, options: TranslateOptions, notify: Callable[[str], None]) -> int:
     """--workers, else one per G GPUs of the cluster (--gpus-per-worker G), else one per node (CPU).
 
-    Too few GPUs: an error on a local instance (nothing can add any: the actors would wait forever), a note
-    with --address (an autoscaling cluster may add GPU nodes)."""
+    Each worker reserves G GPUs, or 1 CPU. More than Ray has: an error without --address (nothing can add
+    resources to a local instance: the workers would wait forever), a note with --address (an autoscaling
+    cluster may add nodes)."""
     resources = ray.cluster_resources()
     gpus_per_worker = options.gpus_per_worker
     if gpus_per_worker:
         available = float(resources.get("GPU", 0))
         workers = options.workers or max(1, int(available / gpus_per_worker + 1e-9))
-        if workers * gpus_per_worker > available + 1e-9:
-            message = (f"--gpus-per-worker {gpus_per_worker:g} x {workers} worker{'s' if workers > 1 else ''} needs "
-                       f"{workers * gpus_per_worker:g} GPUs; Ray sees {available:g}")
-            if not options.address:
-                raise InputError(message)
-            notify(f"note: {message}; workers wait until the cluster has them")
-        return workers
-    if options.workers:
-        return options.workers
-    return max(1, sum(1 for node in ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU")))
+        needed, what = workers * gpus_per_worker, "GPU"
+        flag = f"--gpus-per-worker {gpus_per_worker:g} x {workers} worker{'s' if workers > 1 else ''}"
+    else:
+        available = float(resources.get("CPU", 0))
+        workers = options.workers or max(1, sum(1 for node in ray.nodes()
+                                                if node.get("Alive") and node.get("Resources", {}).get("CPU")))
+        needed, what, flag = workers, "CPU", f"--workers {workers} (1 CPU each)"
+    if needed > available + 1e-9:
+        message = f"{flag} needs {needed:g} {what}{'s' if needed != 1 else ''}; Ray sees {available:g}"
+        if not options.address:
+            raise InputError(message)
+        notify(f"note: {message}; the workers wait until the cluster has them")
+    return workers
 
 
 def _mark_logged(key: str) -> None:

@@ -1,4 +1,5 @@
-"""bench/throughput.py in --quick mode on the CPU backends, and bench/flops.py against independent counts."""
+"""bench/throughput.py in --quick mode on the CPU backends (the default MUNIT and tiny CycleGAN and StarGAN
+bundles), and bench/flops.py against independent counts."""
 from __future__ import annotations
 
 import json
@@ -123,25 +124,55 @@ def test_flops_of_a_hand_built_conv_and_gemm():
     assert "counted as 0: ReduceMean x1" in count.describe()
 
 
+def _conv_transpose_model(groups: int):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(1).standard_normal((4, 6 // groups, 3, 3)).astype(np.float32), "w")
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], group=groups, strides=[2, 2], pads=[1, 1, 1, 1],
+                            output_padding=[1, 1])
+    graph = helper.make_graph([node, helper.make_node("Relu", ["y"], ["z"])], "conv_transpose",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, "H", "W"])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 6, "H2", "W2"])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_flops_of_a_hand_built_conv_transpose(groups):
+    n, cin, cout, h, w, k = 3, 4, 6, 5, 7, 3
+    expected = 2 * cin * cout // groups * k * k * h * w * n  # every input pixel scatters a k x k patch
+    count = graph_flops(_conv_transpose_model(groups), {"x": (n, cin, h, w)})
+    assert count.by_op == {"ConvTranspose": expected} and count.nodes == {"ConvTranspose": 1}
+    assert count.total == expected and count.uncounted == {"Relu": 1}
+    shapes = run_for_shapes(_conv_transpose_model(groups), {"x": (n, cin, h, w)}, ["y"])
+    assert shapes == {"y": (n, cout, 2 * h, 2 * w)}  # (5-1)*2 - 2 + 3 + 1
+
+
 def test_shapes_by_running_agree_with_inference():
     shapes = run_for_shapes(_conv_gemm_model(), {"x": (3, 4, 20, 14)}, ["y", "p"])
     assert shapes == {"y": (3, 8, 10, 7), "p": (3, 8)}
 
 
 def _pytorch_flops(module, *inputs) -> int:
-    """2 x multiply-accumulates of every nn.Conv2d / nn.Linear actually run, from forward hooks."""
+    """2 x multiply-accumulates of every nn.Conv2d / nn.ConvTranspose2d / nn.Linear actually run, from hooks."""
     import torch
 
     total = [0]
 
     def hook(layer, args, output):
-        if isinstance(layer, torch.nn.Conv2d):
+        if isinstance(layer, torch.nn.ConvTranspose2d):  # each input element times (Cout/groups) x kh x kw
+            kh, kw = layer.kernel_size
+            total[0] += 2 * args[0].numel() * (layer.out_channels // layer.groups) * kh * kw
+        elif isinstance(layer, torch.nn.Conv2d):
             kh, kw = layer.kernel_size
             total[0] += 2 * output.numel() * (layer.in_channels // layer.groups) * kh * kw
         else:
             total[0] += 2 * output.numel() * layer.in_features
 
-    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    layers = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, layers)]
     with torch.inference_mode():
         module(*inputs)
     for handle in handles:
@@ -256,3 +287,161 @@ def test_tensorrt_runner_with_fake_tensorrt(fake_bundle, fakes, monkeypatch):
         runner.unload()
     runner.close()
     assert not fakes.cudart.blocks
+
+
+# ------------------------------------------------------------------------------- CycleGAN and StarGAN bundles
+
+# the tiny configs of tests/test_export_families.py
+FAMILY_CONFIGS = {
+    "cyclegan": {"family": "cyclegan", "ngf": 8, "ndf": 8, "n_blocks": 2, "load_size": 36, "crop_size": 32},
+    "stargan": {"family": "stargan", "g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num": 2, "d_repeat_num": 3,
+                "image_size": 32, "crop_size": 40, "selected_attrs": ["Black_Hair", "Male", "Gray_Hair"]},
+}
+FAMILY_GRAPHS = {"cyclegan": "generator_a2b", "stargan": "generator"}
+
+
+@pytest.fixture(scope="module")
+def family_runs(tmp_path_factory):
+    """Per family: a random-weight munit-rt checkpoint exported (FP32) and one --quick run with --bundle on it."""
+    import torch
+
+    from bench.throughput import main
+    from export import export_bundle
+    from training.checkpoint import save_family_checkpoint
+    from training.config import family_config_from_dict
+    from training.registry import get_family
+
+    runs = {}
+    for seed, (family, data) in enumerate(FAMILY_CONFIGS.items()):
+        root = tmp_path_factory.mktemp(family)
+        config = family_config_from_dict(data, source="test")
+        torch.manual_seed(seed)
+        keys = ("G_A", "G_B") if family == "cyclegan" else ("G",)
+        gens = {key: get_family(family).build_generator(config, key).eval() for key in keys}
+        ckpt = root / f"{family}_00000010.pt"
+        save_family_checkpoint(ckpt, family, gens, config, iteration=10)
+        bundle = export_bundle(ckpt, root / f"{family}.bundle", precision="fp32")
+        paths = {"json": root / "r.json", "markdown": root / "r.md", "plot": root / "r.png"}
+        main(["--quick", "--bundle", str(bundle), "--json", str(paths["json"]), "--markdown", str(paths["markdown"]),
+              "--plot", str(paths["plot"])])
+        runs[family] = {"bundle": bundle, "ckpt": ckpt, "gens": gens, **paths,
+                        "results": json.loads(paths["json"].read_text()), "text": paths["markdown"].read_text()}
+    return runs
+
+
+@pytest.mark.parametrize("family", list(FAMILY_CONFIGS))
+def test_family_json_has_generate_and_job_rates(family_runs, family):
+    results = family_runs[family]["results"]
+    assert results["meta"]["family"] == family and results["meta"]["stages"] == ["generate", "job"]
+    assert results["meta"]["graphs"] == {"generate": FAMILY_GRAPHS[family]}
+    for backend in ("torch-eager-fp32", "onnxruntime-cpu"):
+        rows = [r for r in results["results"] if r["backend"] == backend]
+        assert [r["batch"] for r in rows] == [1, 2], (backend, rows)
+        for row in rows:
+            assert "error" not in row, row
+            assert row["encode"] == row["decode"] == "n/a"
+            assert row["job_images"] == row["job_outputs"] == row["batch"]
+            for stage in ("generate", "job"):
+                assert row[stage]["images_per_s"] > 0 and row[stage]["samples"] >= 1
+                assert row[stage]["gflops"] > 0 and row[stage]["roof_share"] > 0
+                assert row[stage]["x_eager_fp32"] > 0
+            assert row["job_share_of_generate"] > 0
+    ort = next(r for r in results["results"] if r["backend"] == "onnxruntime-cpu" and r["batch"] == 1)
+    assert ort["parity_against"] == "torch-eager-fp32" and ort["parity_rel_err"] < 1e-4
+    flops = results["flops"]
+    assert flops["generate_per_image"] > 0 and "ConvTranspose" not in flops["uncounted_ops"]
+    if family == "stargan":  # the first sweep label: Black_Hair set, the other hair colour cleared
+        assert results["meta"]["label"]["attribute"] == "Black_Hair"
+        assert results["meta"]["label"]["vector"] == [1.0, 0.0, 0.0]
+    else:
+        assert results["meta"]["direction"] == "a2b"
+    assert [t["status"] for t in results["targets"]] == ["not measured", "not measured"]
+
+
+@pytest.mark.parametrize("family", list(FAMILY_CONFIGS))
+def test_family_markdown_marks_encode_and_decode_na(family_runs, family):
+    run = family_runs[family]
+    text, results = run["text"], run["results"]
+    header = next(line for line in text.splitlines() if line.startswith("| backend"))
+    assert header.startswith("| backend | batch | encode img/s | decode img/s | generate img/s | job img/s |")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| backend")]
+    assert len(rows) == len(results["results"]) >= 4
+    for backend in ("torch-eager-fp32", "onnxruntime-cpu"):
+        for batch in (1, 2):
+            (line,) = [row for row in rows if row.startswith(f"| {backend} | {batch} |")]
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            assert len(cells) == header.count("|") - 1
+            assert cells[2:4] == ["n/a", "n/a"] and float(cells[4].replace(",", "")) > 0
+    assert "FLOPs per image: generator" in text
+    from PIL import Image
+
+    with Image.open(run["plot"]) as image:
+        assert image.format == "PNG" and image.width > 100
+
+
+def test_family_generator_flops_match_pytorch_hooks(family_runs):
+    """ConvTranspose in real graphs: the exported generators against forward hooks on the modules."""
+    import torch
+
+    for family, graph, gen, inputs in (
+            ("cyclegan", "generator_a2b", family_runs["cyclegan"]["gens"]["G_A"], (torch.rand(2, 3, 36, 44),)),
+            ("stargan", "generator", family_runs["stargan"]["gens"]["G"],
+             (torch.rand(2, 3, 36, 44), torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])))):
+        shapes = {"image": tuple(inputs[0].shape), **({"label": tuple(inputs[1].shape)} if len(inputs) > 1 else {})}
+        counted = graph_flops(family_runs[family]["bundle"] / "fp32" / f"{graph}.onnx", shapes)
+        assert counted.by_op.get("ConvTranspose", 0) > 0
+        assert counted.total == _pytorch_flops(gen, *inputs) > 0, family
+
+
+def test_family_runners_job_is_translator_generate(family_runs):
+    """The PyTorch job (host loop over batches of B) agrees with ONNX Runtime's Translator.generate; B=2 < N."""
+    from bench._gen_runners import OrtCpuGenRunner, TorchGenRunner
+    from bench._model import family_model
+    from munit_rt.bundle import Bundle
+
+    bundle = Bundle(family_runs["stargan"]["bundle"])
+    model = family_model(bundle, bundle.manifest["source_checkpoint"], None)
+    work = make_workload(model, batch=2, size=32, styles=8, rotate=2)
+    work.job_images = [np.concatenate([x, x[:1]]) for x in work.images]  # 3 images: generator calls of 2 and 1
+    work.labels = [np.concatenate([y, y[:1]]) for y in work.labels]
+    outputs = {}
+    for runner in (TorchGenRunner(model, "t", "t", "cpu"), OrtCpuGenRunner(model)):
+        runner.open()
+        runner.load(work)
+        outputs[type(runner).__name__] = runner.job(1).copy(), runner.decode_numpy(runner.generate(1))
+        runner.unload()
+        runner.close()
+    (job_t, gen_t), (job_o, gen_o) = outputs["TorchGenRunner"], outputs["OrtCpuGenRunner"]
+    assert job_t.shape == job_o.shape == (3, 3, 32, 32) and gen_t.shape == (2, 3, 32, 32)
+    np.testing.assert_allclose(job_o, job_t, atol=1e-4)
+    np.testing.assert_allclose(gen_o, gen_t, atol=1e-4)
+    np.testing.assert_allclose(job_t[:2], gen_t, atol=1e-5)  # the job on the stage's images, same label
+
+
+def test_family_checkpoints_missing_or_not_the_exported_one(family_runs, tmp_path):
+    """A missing source file is a checkpoint_problem (the PyTorch runners are skipped); a file whose sha256 is not
+    the manifest's is refused when loaded (reported as skipped too), unless given with --checkpoint."""
+    import torch
+
+    from bench._model import family_model
+    from bench._runners import Unavailable
+    from munit_rt.bundle import Bundle
+    from training.checkpoint import read_any_checkpoint, save_family_checkpoint
+
+    bundle = Bundle(family_runs["cyclegan"]["bundle"])
+    source = dict(bundle.manifest["source_checkpoint"], path=str(tmp_path / "gone.pt"), files=[])
+    assert "not found" in family_model(bundle, source, None).checkpoint_problem
+    assert set(family_model(bundle, bundle.manifest["source_checkpoint"], None).load_generators()) == {"G_A", "G_B"}
+    retrained = tmp_path / "cyclegan_00000011.pt"
+    ckpt = read_any_checkpoint(family_runs["cyclegan"]["ckpt"])
+    gens = {key: gen for key, gen in family_runs["cyclegan"]["gens"].items()}
+    with torch.no_grad():
+        next(gens["G_A"].parameters()).add_(1.0)
+    try:
+        save_family_checkpoint(retrained, "cyclegan", gens, ckpt.config, iteration=11)
+    finally:
+        with torch.no_grad():
+            next(gens["G_A"].parameters()).sub_(1.0)
+    with pytest.raises(Unavailable, match="sha256"):
+        family_model(bundle, {"path": str(retrained)}, None).load_generators()
+    assert set(family_model(bundle, {}, retrained).load_generators()) == {"G_A", "G_B"}  # --checkpoint

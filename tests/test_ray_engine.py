@@ -36,7 +36,11 @@ def ray_instance():
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # the actor pool starts dispatching once all its actors are up, so that both workers get inputs
+    context = ray.data.DataContext.get_current()
+    waited, context.wait_for_min_actors_s = context.wait_for_min_actors_s, 60
     yield ray
+    context.wait_for_min_actors_s = waited
     if started:
         ray.shutdown()
 
@@ -95,7 +99,7 @@ def test_ray_engine_writes_the_local_engines_bytes(ray_instance, model, inputs, 
     code, output = translate(model, inputs, *MUNIT_ARGS, *RAY_ARGS, "-o", tmp_path / "ray")
     assert code == EXIT_OK, output
     assert "6 inputs: 6 translated, 0 already done, 0 failed; 18 files written" in output
-    assert "on ray, 2 workers" in output
+    assert "on ray, 2 workers)" in output  # both workers translated some of the inputs (not "1 of 2 workers busy")
     produced = files_of(tmp_path / "ray")
     assert len(produced) == 18 and "sub/d/style_02.png" in produced
     assert produced == local_reference
@@ -162,9 +166,15 @@ def test_ray_options_need_the_ray_engine(model, inputs, tmp_path, args, message)
     assert code == EXIT_USAGE and message in output
 
 
-def test_gpus_beyond_a_local_instance_are_a_usage_error(ray_instance, model, inputs, tmp_path):
-    code, output = translate(model, inputs, "--engine", "ray", "--gpus-per-worker", 1, "-o", tmp_path / "out")
-    assert code == EXIT_USAGE and "Ray sees 0" in output, output
+@pytest.mark.parametrize("args, message", [
+    (["--gpus-per-worker", 1], "--gpus-per-worker 1 x 1 worker needs 1 GPU; Ray sees 0"),
+    (["--workers", 3], "--workers 3 (1 CPU each) needs 3 CPUs; Ray sees 2"),
+])
+def test_more_workers_than_a_local_instance_has_are_a_usage_error(ray_instance, model, inputs, tmp_path, args,
+                                                                 message):
+    """Not a run that waits forever for resources that nothing can add to a local instance."""
+    code, output = translate(model, inputs, "--engine", "ray", *args, "-o", tmp_path / "out")
+    assert code == EXIT_USAGE and message in output, output
 
 
 @pytest.fixture(scope="module")
