@@ -137,7 +137,8 @@ def markdown(results: dict[str, Any]) -> str:
     backends = results["backends"]
     for row in results["results"]:
         if "error" in row:
-            lines.append(f"| {row['backend']} | {row['batch']} | failed: {row['error'][:80]} |" + " |" * (len(columns) - 3))
+            filler = " |" * (len(columns) - 3)
+            lines.append(f"| {row['backend']} | {row['batch']} | failed: {row['error'][:80]} |{filler}")
             continue
         main, job = row[core], row["job"]
         peak = row["memory"]["peak_bytes"]

@@ -57,7 +57,8 @@ class ModelInfo:
         """CycleGAN: a2b when exported, else the bundle's one direction; MUNIT: source2target."""
         if self.family == "cyclegan":
             directions = self.bundle.directions
-            return f"{self.source}2{self.target}" if f"{self.source}2{self.target}" in directions else next(iter(directions))
+            wanted = f"{self.source}2{self.target}"
+            return wanted if wanted in directions else next(iter(directions))
         return f"{self.source}2{self.target}"
 
     @property
@@ -93,8 +94,8 @@ class ModelInfo:
         if self.family == "stargan":
             return int(self.manifest["channels"])
         if self.family == "cyclegan":
-            entry = self.bundle.directions[self.direction]
-            domain = entry.get("source_domain" if side == "in" else "target_domain", self.direction[0 if side == "in" else 2])
+            entry, source = self.bundle.directions[self.direction], side == "in"
+            domain = entry.get("source_domain" if source else "target_domain", self.direction[0 if source else 2])
             return int(self.manifest["domains"][domain]["channels"])
         return int(self.manifest["domains"][self.source if side == "in" else self.target]["channels"])
 
@@ -216,7 +217,8 @@ def graph_flops_at(model: ModelInfo, cache: dict, graph: str, batch: int, size: 
     if key not in cache:
         shapes = model.tensor_shapes(batch, size)
         spec = model.bundle.graphs[graph]
-        cache[key] = graph_flops(model.bundle.graph_path(graph, "fp32"), {t.name: shapes[t.name] for t in spec.inputs})
+        cache[key] = graph_flops(model.bundle.graph_path(graph, "fp32"),
+                                 {t.name: shapes[t.name] for t in spec.inputs})
     return cache[key].total
 
 
