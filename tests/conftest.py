@@ -84,3 +84,46 @@ def require_shared_data(name: str = "utkface") -> Path:
     if not root.is_dir():
         pytest.skip(f"real photos not found at ../shared/data/{name} (only present on the project's machines)")
     return root
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_cpu_thread():
+    """Tiny tensors run fastest on one torch thread, and two stall badly on a shared 2-core machine.
+
+    Only touches torch if a test module already imported it (the runtime tests must stay torch-free).
+    """
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def no_model_env(monkeypatch):
+    """A user's $MUNIT_RT_MODEL must not leak into tests of the model resolution."""
+    monkeypatch.delenv("MUNIT_RT_MODEL", raising=False)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    """A tiny exported MUNIT bundle, shared by the tests of one module."""
+    from test_bundle import build_tiny_bundle
+
+    return build_tiny_bundle(tmp_path_factory)[1]
+
+
+def write_image(path: Path, seed: int, size=(32, 32)) -> Path:
+    """A random RGB PNG/JPEG (by suffix) of `size` (width, height)."""
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path

@@ -17,22 +17,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from test_bundle import build_tiny_bundle
 
 from munit_rt.cli import cli
 from munit_rt.cli.common import EXIT_OK, EXIT_SOME_INPUTS_FAILED, EXIT_USAGE
 from munit_rt.errors import InputError
 from munit_rt.images import Preprocess, read_image
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return build_tiny_bundle(tmp_path_factory)[1]
-
-
-@pytest.fixture(autouse=True)
-def no_model_env(monkeypatch):
-    monkeypatch.delenv("MUNIT_RT_MODEL", raising=False)
 
 
 def translate(model: Path, *args) -> tuple[int, str]:

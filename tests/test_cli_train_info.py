@@ -17,14 +17,6 @@ from munit_rt.cli import cli
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def write_images(folder: Path, count: int, seed: int) -> None:
     from PIL import Image
 

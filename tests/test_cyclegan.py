@@ -24,14 +24,6 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_YAML = REPO / "training" / "configs" / "cyclegan_tiny.yaml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny(**overrides) -> CycleGanConfig:
     return dataclasses.replace(load_any_config(TINY_YAML), **overrides)
 

@@ -36,11 +36,6 @@ def family_config(data: dict):
     return family_config_from_dict(data, source="test")
 
 
-@pytest.fixture(autouse=True)
-def no_model_env(monkeypatch):
-    monkeypatch.delenv("MUNIT_RT_MODEL", raising=False)
-
-
 @pytest.fixture(scope="module")
 def cyclegan(tmp_path_factory):
     from export import export_bundle

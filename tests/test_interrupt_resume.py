@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from test_bundle import build_tiny_bundle
 
 from munit_rt.cli import cli
 from munit_rt.cli.common import EXIT_OK, EXIT_USAGE
@@ -45,16 +44,6 @@ outputs.os = SlowRename()
 from munit_rt.cli import main
 main()
 """
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return build_tiny_bundle(tmp_path_factory)[1]
-
-
-@pytest.fixture(autouse=True)
-def no_model_env(monkeypatch):
-    monkeypatch.delenv("MUNIT_RT_MODEL", raising=False)
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,6 @@ from training.official import load_state_dict_strict, remap_munit
 # Tiny config (conftest): gen dim 8, mlp_dim 16, style_dim 4, n_downsample 2, n_res 1; dis dim 8, n_layer 2,
 # 2 scales. Official attribute order: AdaINGen = enc_style, enc_content, dec, mlp; Conv2dBlock = pad, norm,
 # activation, conv (so norm keys come before conv keys); LayerNorm = gamma, beta.
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread():
-    """Tiny tensors run fastest on one thread, and two threads stall badly on a shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 EXPECTED_GEN_KEYS = [

@@ -11,11 +11,9 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import write_image  # noqa: E402
 from click.testing import CliRunner
-from PIL import Image
-from test_bundle import build_tiny_bundle
 
 from munit_rt.cli import cli
 from munit_rt.cli.common import EXIT_OK, EXIT_SOME_INPUTS_FAILED, EXIT_USAGE
@@ -43,23 +41,6 @@ def ray_instance():
     context.wait_for_min_actors_s = waited
     if started:
         ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return build_tiny_bundle(tmp_path_factory)[1]
-
-
-@pytest.fixture(autouse=True)
-def no_model_env(monkeypatch):
-    monkeypatch.delenv("MUNIT_RT_MODEL", raising=False)
-
-
-def write_image(path: Path, seed: int, size=(32, 32)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")

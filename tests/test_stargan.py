@@ -27,14 +27,6 @@ from training.stargan_trainer import StarGanTrainer, gradient_penalty, lr_factor
 ATTRS = ("Bangs", "Smiling", "Male")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny(**overrides) -> StarGanConfig:
     data = {"family": "stargan", "image_size": 32, "g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num": 1,
             "d_repeat_num": 3, "batch_size": 2, "num_iters": 10, "num_iters_decay": 5, "lr_update_step": 1,

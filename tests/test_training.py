@@ -20,15 +20,6 @@ from training.munit import AdaINGen, MsImageDis
 from training.trainer import MunitTrainer, TrainingCallback, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread():
-    """Tiny tensors run fastest on one thread, and two threads stall badly on a shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def write_images(folder: Path, count: int, size=(40, 36), seed=0, ext=".png") -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -27,11 +27,6 @@ def tiny(tmp_path_factory) -> tuple[Path, Path]:
     return build_tiny_bundle(tmp_path_factory)
 
 
-@pytest.fixture(autouse=True)
-def no_model_env(monkeypatch):
-    monkeypatch.delenv("MUNIT_RT_MODEL", raising=False)
-
-
 def run_cli(*args) -> tuple[int, str]:
     result = CliRunner().invoke(cli, [str(a) for a in args])
     if result.exception and not isinstance(result.exception, SystemExit):
