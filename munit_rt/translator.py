@@ -148,7 +148,7 @@ class MunitTranslator(Translator):
         if per_image:  # one MLP call per image, so results never depend on how images were batched
             adain = np.concatenate([self.style_to_adain(codes[i], target) for i in range(n)])
         else:
-            adain = self.style_to_adain(codes, target)
+            adain = self._shared_adain(codes, target)
 
         outputs: np.ndarray | None = None
         pairs = np.arange(n * s)
@@ -160,6 +160,16 @@ class MunitTranslator(Translator):
                 outputs = np.empty((n * s, *decoded.shape[1:]), np.float32)
             outputs[chunk] = decoded
         return outputs.reshape(n, s, *outputs.shape[1:])
+
+    def _shared_adain(self, codes: np.ndarray, domain: str) -> np.ndarray:
+        """AdaIN parameters of styles shared by every image: a run passes the same codes with each batch of
+        images, so the MLP runs once per run, not once per batch."""
+        key = (domain, codes.shape, codes.tobytes())
+        cached = getattr(self, "_last_shared_adain", None)
+        if cached is None or cached[0] != key:
+            cached = (key, self.style_to_adain(codes, domain))
+            self._last_shared_adain = cached
+        return cached[1]
 
     def _check_images(self, images: np.ndarray, domain: str) -> np.ndarray:
         if domain not in self.bundle.domains:

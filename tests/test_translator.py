@@ -108,6 +108,21 @@ def test_work_is_shared_never_repeated(tiny):
     assert rows("style_mlp_b") == [s] * n and sum(rows("content_encoder_a")) == n
 
 
+def test_shared_styles_go_through_the_mlp_once_per_run(tiny):
+    """A run translates batch after batch with the same shared codes: the MLP must not rerun per batch."""
+    backend = CountingBackend(Bundle(tiny[1]))
+    t = Translator(backend.bundle, backend=backend)
+    codes = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    first = t.translate(images_of(2), codes, "a2b")
+    second = t.translate(images_of(2), codes, "a2b")
+    mlp_calls = lambda: [g for g, _ in backend.calls if g.startswith("style_mlp")]  # noqa: E731
+    assert mlp_calls() == ["style_mlp_b"]
+    np.testing.assert_array_equal(first, second)
+    t.translate(images_of(2), codes + 1, "a2b")  # other codes: computed anew
+    t.translate(images_of(2), codes + 1, "b2a")  # other target domain: computed anew
+    assert mlp_calls() == ["style_mlp_b", "style_mlp_b", "style_mlp_a"]
+
+
 def test_a_fused_backend_path_is_used_when_offered(tiny, translator):
     """Backends that keep tensors on the device (TensorRT) offer translate_batch for shared codes."""
     calls = []
