@@ -127,3 +127,20 @@ def write_image(path: Path, seed: int, size=(32, 32)) -> Path:
     pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path)
     return path
+
+
+def translate(model: Path, *args) -> tuple[int, str]:
+    """`munit-rt translate --model MODEL ARGS...` in-process: (exit code, output); real crashes re-raised."""
+    from click.testing import CliRunner
+
+    from munit_rt.cli import cli
+
+    result = CliRunner().invoke(cli, ["translate", "--model", str(model), *map(str, args)])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    """Every file under `root` by relative POSIX path, with its bytes (for byte-for-byte run comparisons)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

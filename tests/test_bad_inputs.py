@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import badinputs
 import numpy as np
 import pytest
+from conftest import translate  # noqa: E402
 from click.testing import CliRunner
 from PIL import Image
 
@@ -22,13 +23,6 @@ from munit_rt.cli import cli
 from munit_rt.cli.common import EXIT_OK, EXIT_SOME_INPUTS_FAILED, EXIT_USAGE
 from munit_rt.errors import InputError
 from munit_rt.images import Preprocess, read_image
-
-
-def translate(model: Path, *args) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["translate", "--model", str(model), *map(str, args)])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import translate  # noqa: E402
 from click.testing import CliRunner
 from PIL import Image
 
@@ -80,13 +81,6 @@ def write_image(path: Path, size: tuple[int, int], seed: int) -> Path:
     base = np.asarray(Image.fromarray(small).resize(size, Image.Resampling.BILINEAR), np.int64)
     Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8)).save(path)
     return path
-
-
-def translate(model: Path, *args) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["translate", "--model", str(model), *map(str, args)])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def to_input(image: Image.Image) -> torch.Tensor:

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import translate, files_of  # noqa: E402
 from PIL import Image
 
-from munit_rt.cli import cli
 from munit_rt.cli.common import EXIT_OK, EXIT_USAGE
 from munit_rt.outputs import TEMP_PATTERN
 
@@ -56,13 +55,6 @@ def inputs(tmp_path_factory) -> Path:
     return folder
 
 
-def translate(model: Path, *args) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["translate", "--model", str(model), *map(str, args)])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
-
-
 @pytest.fixture(scope="module")
 def reference(model, inputs, tmp_path_factory) -> dict[str, bytes]:
     """The files of an uninterrupted run."""
@@ -70,10 +62,6 @@ def reference(model, inputs, tmp_path_factory) -> dict[str, bytes]:
     code, output = translate(model, inputs, *ARGS, "-o", out)
     assert code == EXIT_OK, output
     return files_of(out)
-
-
-def files_of(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def temp_files(root: Path) -> list[Path]:

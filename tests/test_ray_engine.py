@@ -12,10 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_image  # noqa: E402
-from click.testing import CliRunner
+from conftest import files_of, translate, write_image  # noqa: E402
 
-from munit_rt.cli import cli
 from munit_rt.cli.common import EXIT_OK, EXIT_SOME_INPUTS_FAILED, EXIT_USAGE
 from munit_rt.pipeline import TranslateOptions, translate_paths
 
@@ -51,17 +49,6 @@ def inputs(tmp_path_factory) -> Path:
     for i, name in enumerate(names):
         write_image(folder / name, seed=i, size=(32 + 8 * (i % 3), 32))
     return folder
-
-
-def translate(model: Path, *args) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["translate", "--model", str(model), *map(str, args)])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
-
-
-def files_of(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 MUNIT_ARGS = ["-r", "-s", 3, "--seed", 7, "-b", 2]

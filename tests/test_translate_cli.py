@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_image  # noqa: E402
+from conftest import files_of, translate, write_image  # noqa: E402
 from click.testing import CliRunner
 from PIL import Image
 
@@ -26,17 +26,6 @@ def inputs(tmp_path) -> Path:
     for i, name in enumerate(["cat.png", "dog.jpg", "sub/bird.png"]):
         write_image(folder / name, seed=i, size=(32 + 8 * i, 32))
     return folder
-
-
-def translate(model: Path, *args) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["translate", "--model", str(model), *map(str, args)])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
-
-
-def files_of(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_nested_layout_and_same_seed_gives_identical_bytes(model, inputs, tmp_path):
