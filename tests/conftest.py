@@ -144,3 +144,18 @@ def translate(model: Path, *args) -> tuple[int, str]:
 def files_of(root: Path) -> dict[str, bytes]:
     """Every file under `root` by relative POSIX path, with its bytes (for byte-for-byte run comparisons)."""
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def write_images(folder: Path, count: int, size=(40, 36), seed=0, ext=".png") -> list[Path]:
+    """`count` random RGB training images img0..img{count-1} of `size` (width, height) in `folder`."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        path = folder / f"img{i}{ext}"
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths

@@ -6,24 +6,14 @@ import sys
 import types
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import tiny_config_dict, write_yaml
+from conftest import tiny_config_dict, write_images, write_yaml  # noqa: E402
 from munit_rt.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def write_images(folder: Path, count: int, seed: int) -> None:
-    from PIL import Image
-
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        Image.fromarray(rng.integers(0, 256, (36, 40, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
 
 
 @pytest.fixture

@@ -6,11 +6,10 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import write_images  # noqa: E402
 import torch
 from click.testing import CliRunner
-from PIL import Image
 from torch.nn import functional as F
 
 from training.checkpoint import read_any_checkpoint, save_family_checkpoint
@@ -227,13 +226,6 @@ def test_config_rejects_unknown_keys_and_bad_sizes():
         family_config_from_dict({"family": "cyclegan", "ngf_typo": 8})
     with pytest.raises(ConfigError, match="multiple of 4"):
         family_config_from_dict({"family": "cyclegan", "load_size": 40, "crop_size": 30})
-
-
-def write_images(folder: Path, count: int, seed: int) -> None:
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        Image.fromarray(rng.integers(0, 256, (36, 40, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
 
 
 @pytest.fixture

@@ -11,24 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_config_dict, write_yaml
+from conftest import tiny_config_dict, write_images, write_yaml  # noqa: E402
 from training.config import config_from_dict
 from training.data import ImageDataset, find_images, open_training_data, resize_shorter_side
 from training.errors import ConfigError, DataError
 from training.init import weights_init
 from training.munit import AdaINGen, MsImageDis
 from training.trainer import MunitTrainer, TrainingCallback, train
-
-
-def write_images(folder: Path, count: int, size=(40, 36), seed=0, ext=".png") -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i in range(count):
-        path = folder / f"img{i}{ext}"
-        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
 
 
 @pytest.fixture

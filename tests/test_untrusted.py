@@ -2,7 +2,6 @@
 paths, external data, schema) before any graph is used, and every refusal is one line with exit 2."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -10,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_bundle import edit_manifest  # noqa: E402
 from click.testing import CliRunner
 from PIL import Image
 from test_bundle import build_tiny_bundle
@@ -127,13 +127,6 @@ def image(tmp_path) -> Path:
     path.parent.mkdir()
     Image.new("RGB", (32, 32), (120, 60, 30)).save(path)
     return path
-
-
-def edit_manifest(bundle: Path, edit) -> None:
-    path = bundle / "manifest.json"
-    manifest = json.loads(path.read_text())
-    edit(manifest)
-    path.write_text(json.dumps(manifest))
 
 
 def rehash(bundle: Path, rel: str) -> None:
