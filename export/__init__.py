@@ -102,10 +102,10 @@ def _write_bundle(staging: Path, paths: list[Path], config, precisions: tuple[st
     from export.fp16 import convert_to_fp16
     from export.onnx_export import describe_family_graphs, export_graph, validate_graph
     from export.parity import check_fp16, check_fp32, make_cases
-    from export.source import read_source
+    from training.checkpoint import read_any_checkpoint
     from training.registry import load_generators
 
-    ckpt = read_source(paths, config, trust_checkpoint)
+    ckpt = read_any_checkpoint(paths[0] if len(paths) == 1 else list(paths), config=config, trust=trust_checkpoint)
     gens = load_generators(ckpt)
     specs = describe_family_graphs(ckpt.family, gens, ckpt.config)
     family = "" if ckpt.family == "munit" else f"{ckpt.family} "

@@ -189,7 +189,11 @@ def read_any_checkpoint(path: str | Path | tuple | list, config: Any = None, tru
         return read_checkpoint(paths[0], config=config, trust=trust)  # loads the file again; MUNIT rules apply
     if family.endswith("-official"):
         return _upstream_checkpoint(loaded, family.removesuffix("-official"), config)
-    return _munit_rt_checkpoint(paths[0], loaded[0][1], family, config)
+    try:
+        return _munit_rt_checkpoint(paths[0], loaded[0][1], family, config)
+    except CheckpointError as exc:  # say which family the file claims before what is wrong with it
+        reason = str(exc).removeprefix(f"{paths[0]}: ")
+        raise CheckpointError(f"{paths[0]}: cannot read this munit-rt checkpoint of family '{family}': {reason}") from None
 
 
 def _detect_any_family(path: Path, obj: Any) -> str:
@@ -207,9 +211,9 @@ def _detect_any_family(path: Path, obj: Any) -> str:
     if upstream is not None:
         raise CheckpointError(f"{path}: an upstream {upstream.split('-')[0]} discriminator; pass the generator "
                               "file (latest_net_G_A.pth / NNNNNN-G.ckpt)")
-    raise CheckpointError(f"{path}: not a generator checkpoint of a known family (MUNIT gen_XXXXXXXX.pt, "
-                          "munit-rt cyclegan_/stargan_XXXXXXXX.pt, CycleGAN latest_net_G_A.pth, StarGAN "
-                          "NNNNNN-G.ckpt)")
+    raise CheckpointError(f"{path}: not a MUNIT generator checkpoint (gen_XXXXXXXX.pt), nor a CycleGAN or StarGAN "
+                          "generator (munit-rt cyclegan_/stargan_XXXXXXXX.pt, upstream latest_net_G_A.pth / "
+                          "latest_net_G_B.pth, NNNNNN-G.ckpt)")
 
 
 def _resolve_config(config: Any, family: str, source: str):
