@@ -90,6 +90,7 @@ class MunitTranslator(Translator):
     """MUNIT: content encoded once per image, S style codes per image decoded in (image, style) batches."""
 
     family = "munit"
+    _last_shared_adain: tuple | None = None  # (domain, shape, code bytes) -> AdaIN parameters
 
     @property
     def style_dim(self) -> int:
@@ -165,7 +166,7 @@ class MunitTranslator(Translator):
         """AdaIN parameters of styles shared by every image: a run passes the same codes with each batch of
         images, so the MLP runs once per run, not once per batch."""
         key = (domain, codes.shape, codes.tobytes())
-        cached = getattr(self, "_last_shared_adain", None)
+        cached = self._last_shared_adain
         if cached is None or cached[0] != key:
             cached = (key, self.style_to_adain(codes, domain))
             self._last_shared_adain = cached
