@@ -254,4 +254,7 @@ def flops_summary(model: ModelInfo, size: int) -> dict[str, Any]:
     per["uncounted_ops"] = zero
     per["note"] = ("Conv, ConvTranspose, Gemm and MatMul counted exactly at these shapes (2 FLOPs per "
                    f"multiply-add); {sum(zero.values())} other nodes ({', '.join(sorted(zero))}) counted as 0")
+    if not model.generator_only and model.manifest["graphs"][dec].get("upsample") == "subpixel":
+        per["note"] += ("; the decoder is the exported sub-pixel graph, which needs fewer FLOPs than the training "
+                        "decoder the PyTorch backends run, so their GFLOP/s are understated by that ratio")
     return per

@@ -26,7 +26,7 @@ DEFAULT_PRECISION = "both"  # FP16 conversion and its check add ~5% to an export
 def export_bundle(ckpt_path: str | Path | Sequence[str | Path], out_dir: str | Path | None = None, config=None,
                   precision: str = DEFAULT_PRECISION, opset: int | None = None, atol: float = 1e-4,
                   min_psnr: float = 40.0, force: bool = False, progress: Callable[[str], None] | None = None,
-                  trust_checkpoint: bool = False) -> Path:
+                  trust_checkpoint: bool = False, upsample: str = "subpixel") -> Path:
     """Export a generator checkpoint of any family to a bundle directory and return its path.
 
     Args:
@@ -46,13 +46,18 @@ def export_bundle(ckpt_path: str | Path | Sequence[str | Path], out_dir: str | P
         force: replace an existing `out_dir` (atomically swapped, then deleted).
         progress: called with one line of text per step.
         trust_checkpoint: allow pickled objects in the checkpoint (runs code; only for files you trust).
+        upsample: MUNIT decoders' upsample stages as "subpixel" (default: four 3x3 convolutions on the
+            low-resolution grid, equal to the original up to rounding and 1.6x faster per decode) or "nearest"
+            (the training module's Upsample + 5x5 Conv as written). Both are checked against PyTorch.
 
     Raises ExportError (or training's CheckpointError/ConfigError) with a one-line message; on any failure
     nothing is left behind.
     """
     from export.bundle_writer import check_destination, default_bundle_dir, make_staging_dir, publish
-    from export.onnx_export import DEFAULT_OPSET
+    from export.onnx_export import DEFAULT_OPSET, UPSAMPLE_MODES
 
+    if upsample not in UPSAMPLE_MODES:
+        raise ExportError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     opset = DEFAULT_OPSET if opset is None else _checked_opset(opset)
@@ -64,7 +69,7 @@ def export_bundle(ckpt_path: str | Path | Sequence[str | Path], out_dir: str | P
     staging = make_staging_dir(out_dir)
     try:
         _write_bundle(staging, paths, config, PRECISIONS[precision], opset, atol, min_psnr,
-                      progress or (lambda line: None), trust_checkpoint)
+                      progress or (lambda line: None), trust_checkpoint, upsample)
         publish(staging, out_dir, force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -97,7 +102,7 @@ def _checked_opset(opset: int) -> int:
 
 
 def _write_bundle(staging: Path, paths: list[Path], config, precisions: tuple[str, ...], opset: int, atol: float,
-                  min_psnr: float, say: Callable[[str], None], trust_checkpoint: bool) -> dict:
+                  min_psnr: float, say: Callable[[str], None], trust_checkpoint: bool, upsample: str) -> dict:
     from export.bundle_writer import build_family_manifest, build_manifest, write_file, write_manifest
     from export.fp16 import convert_to_fp16
     from export.onnx_export import describe_family_graphs, export_graph, validate_graph
@@ -107,7 +112,7 @@ def _write_bundle(staging: Path, paths: list[Path], config, precisions: tuple[st
 
     ckpt = read_any_checkpoint(paths[0] if len(paths) == 1 else list(paths), config=config, trust=trust_checkpoint)
     gens = load_generators(ckpt)
-    specs = describe_family_graphs(ckpt.family, gens, ckpt.config)
+    specs = describe_family_graphs(ckpt.family, gens, ckpt.config, upsample)
     family = "" if ckpt.family == "munit" else f"{ckpt.family} "
     say(f"exporting {len(specs)} {family}graphs ({' + '.join(precisions)}, opset {opset}) from "
         f"{' + '.join(map(str, paths))}")

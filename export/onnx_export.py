@@ -30,6 +30,7 @@ from torch import nn
 
 from export.errors import ExportError
 from export.operators import check_tensorrt_ops
+from export.subpixel import SubpixelDecoder
 from training.munit import STYLE_ENCODER_DOWNSAMPLES, AdaINGen
 
 DEFAULT_OPSET = 18
@@ -67,9 +68,9 @@ class StyleMlpGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    def __init__(self, gen: AdaINGen):
+    def __init__(self, gen: AdaINGen, subpixel: bool = False):
         super().__init__()
-        self.dec = gen.dec
+        self.dec = SubpixelDecoder(gen.dec) if subpixel else gen.dec
 
     def forward(self, content: torch.Tensor, adain_params: torch.Tensor) -> torch.Tensor:
         return self.dec(content, adain_params)
@@ -90,7 +91,8 @@ class GraphSpec:
     """One graph to export: the adapter module, its I/O contract and example inputs for tracing.
 
     `domain` is MUNIT's (None for the other families); `manifest_fields` are extra keys of the graph's
-    manifest entry (CycleGAN: direction, generator; StarGAN: generator).
+    manifest entry (CycleGAN: direction, generator; StarGAN: generator). `reference` is what parity compares
+    against when `module` is a rewritten equivalent of the training module (the sub-pixel decoder).
     """
 
     name: str
@@ -101,6 +103,11 @@ class GraphSpec:
     outputs: tuple[TensorSpec, ...]
     example_inputs: tuple[torch.Tensor, ...] = field(repr=False)
     manifest_fields: dict = field(default_factory=dict)
+    reference: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def reference_module(self) -> nn.Module:
+        return self.module if self.reference is None else self.reference
 
 
 def spatial_multiple(gen_config) -> int:
@@ -120,8 +127,15 @@ def _mul(dim: str, m: int) -> str:
     return dim if m == 1 else f"{dim}*{m}"
 
 
-def describe_graphs(gens: dict[str, AdaINGen], config) -> list[GraphSpec]:
-    """The eight graphs of a bundle, domain a first, in role order."""
+UPSAMPLE_MODES = ("subpixel", "nearest")  # decoder upsampling as exported; see export/subpixel.py
+
+
+def describe_graphs(gens: dict[str, AdaINGen], config, upsample: str = "subpixel") -> list[GraphSpec]:
+    """The eight graphs of a bundle, domain a first, in role order.
+
+    upsample="subpixel" exports each decoder upsample stage as the equivalent low-resolution convolutions
+    (2.8x fewer FLOPs in those stages), checked against the unmodified training decoder.
+    """
     m = spatial_multiple(config.gen)
     unit = parity_unit(config.gen)
     # traced at a non-square size that no parity case uses, so a frozen size cannot hide
@@ -146,14 +160,16 @@ def describe_graphs(gens: dict[str, AdaINGen], config) -> list[GraphSpec]:
             GraphSpec(f"style_mlp_{domain}", "style_mlp", domain, StyleMlpGraph(gen),
                       (TensorSpec("style", ("N", style_dim)),), (TensorSpec("adain_params", ("N", n_adain)),),
                       (torch.randn(EXPORT_BATCH, style_dim, generator=rng),)),
-            GraphSpec(f"decoder_{domain}", "decoder", domain, DecoderGraph(gen),
+            GraphSpec(f"decoder_{domain}", "decoder", domain, DecoderGraph(gen, upsample == "subpixel"),
                       (TensorSpec("content", ("N", content_channels, "h", "w")),
                        TensorSpec("adain_params", ("N", n_adain))),
                       (TensorSpec("output", ("N", channels, _mul("h", m), _mul("w", m))),),
-                      (example_content, torch.randn(EXPORT_BATCH, n_adain, generator=rng))),
+                      (example_content, torch.randn(EXPORT_BATCH, n_adain, generator=rng)),
+                      manifest_fields={"upsample": upsample}, reference=DecoderGraph(gen)),
         ]
     for spec in specs:
         spec.module.eval()
+        spec.reference_module.eval()
     return specs
 
 
@@ -184,10 +200,12 @@ class StarGanGraph(nn.Module):
         return self.generator(image, label)
 
 
-def describe_family_graphs(family: str, gens: dict[str, nn.Module], config) -> list[GraphSpec]:
-    """The graphs of a bundle of any family (`gens` keyed as `training.registry.load_generators` returns)."""
+def describe_family_graphs(family: str, gens: dict[str, nn.Module], config,
+                           upsample: str = "subpixel") -> list[GraphSpec]:
+    """The graphs of a bundle of any family (`gens` keyed as `training.registry.load_generators` returns);
+    `upsample` applies to MUNIT decoders only (the other families upsample with ConvTranspose)."""
     if family == "munit":
-        return describe_graphs(gens, config)
+        return describe_graphs(gens, config, upsample)
     if family == "cyclegan":
         specs = _cyclegan_specs(gens, config)
     elif family == "stargan":

@@ -246,7 +246,7 @@ def onnx_session(model_bytes: bytes):
 
 def torch_outputs(spec: GraphSpec, case: ParityCase) -> dict[str, np.ndarray]:
     with torch.no_grad():
-        result = spec.module(*[torch.from_numpy(case.feeds[t.name]) for t in spec.inputs])
+        result = spec.reference_module(*[torch.from_numpy(case.feeds[t.name]) for t in spec.inputs])
     results = result if isinstance(result, tuple) else (result,)
     return {t.name: r.numpy() for t, r in zip(spec.outputs, results)}
 

@@ -320,6 +320,9 @@ def _run_stages(todo: list[InputImage], translator: Translator, options: Transla
 
     workers = max(1, min(4, os.cpu_count() or 1))
     prefetch = max(2 * options.batch_size, 2 * workers)  # bounded: memory stays flat for any folder size
+    # --batch-size counts (input, output) pairs: with S outputs per input, batch_size // S inputs fill one
+    # decode batch, and a smaller call lets the writers save one input's outputs while the next decodes
+    inputs_per_call = max(1, options.batch_size // max(1, layout.num_styles))
     progress = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=None if options.progress is None
                     else not options.progress, desc="translate")
     readers = ThreadPoolExecutor(workers, thread_name_prefix="munit-rt-read")
@@ -372,7 +375,7 @@ def _run_stages(todo: list[InputImage], translator: Translator, options: Transla
             report.add_stage("decode", seconds, 1)
             bucket = buckets.setdefault(pixels.shape, [])
             bucket.append((item, pixels, x))
-            if len(bucket) >= options.batch_size:
+            if len(bucket) >= inputs_per_call:
                 infer(buckets.pop(pixels.shape))
             elif sum(map(len, buckets.values())) > prefetch:  # many sizes: don't hoard part-filled batches
                 infer(buckets.pop(max(buckets, key=lambda shape: len(buckets[shape]))))

@@ -84,7 +84,9 @@ def start_slow_run(model: Path, inputs: Path, out: Path, rename_s: float) -> sub
     env.pop("MUNIT_RT_MODEL", None)
     log = open(out.parent / "killed-run.log", "wb")
     return subprocess.Popen([sys.executable, "-c", SLOW_CLI, "translate", "--model", str(model), *ARGS,
-                             "-o", str(out), str(inputs)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "-o", str(out), str(inputs)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            # a shell's background job ignores SIGINT and children inherit that: undo it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_outputs(out: Path, count: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -99,7 +101,7 @@ def wait_for_outputs(out: Path, count: int, proc: subprocess.Popen, timeout: flo
 def test_killed_run_leaves_only_complete_files_and_resumes_to_the_same_bytes(model, inputs, reference, tmp_path,
                                                                              sig):
     out = tmp_path / "out"
-    proc = start_slow_run(model, inputs, out, rename_s=0.05)
+    proc = start_slow_run(model, inputs, out, rename_s=0.2)  # ~3 s left to interrupt, even on a loaded machine
     try:
         wait_for_outputs(out, 2 * STYLES, proc)
         proc.send_signal(sig)
