@@ -81,6 +81,17 @@ class OutputLayout:
     def grid_path(self, relpath: str) -> Path:
         return self.root / output_key(relpath) / GRID_NAME
 
+    def sheet_clashes(self, relpaths: Iterable[str]) -> dict[str, str]:
+        """{relpath: other} for inputs whose output file is another input's contact sheet. Only one
+        output per input, nested, with --grid can do that: OUT/sub/cat/grid.png is both the sheet of
+        sub/cat.png and the translation of sub/cat/grid.png."""
+        if not (self.grid and self.single and self.layout == "nested" and self.image_format == "png"):
+            return {}
+        keys = {output_key(relpath): relpath for relpath in relpaths}
+        suffix = "/" + PurePosixPath(GRID_NAME).stem
+        return {relpath: keys[key[:-len(suffix)]] for key, relpath in keys.items()
+                if key.endswith(suffix) and key[:-len(suffix)] in keys}
+
     def all_paths(self, relpath: str) -> list[Path]:
         return self.style_paths(relpath) + ([self.grid_path(relpath)] if self.grid else [])
 

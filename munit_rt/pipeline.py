@@ -182,6 +182,11 @@ def translate_paths(options: TranslateOptions, notify: Callable[[str], None] | N
                                                      report)
         engine_plan = (family_plan, (family_plan.prep, None))
     items, clashes = _unique_inputs(find_images(list(options.inputs), options.recursive, exclude=layout.roots()))
+    sheets = layout.sheet_clashes(item.relpath for item in items)
+    if sheets:  # both inputs skipped, as for other clashes: neither output may overwrite the other
+        blocked = set(sheets) | set(sheets.values())
+        clashes += [(item.relpath, _sheet_reason(item.relpath, sheets)) for item in items if item.relpath in blocked]
+        items = [item for item in items if item.relpath not in blocked]
     if not items and not clashes:
         raise InputError(f"no images found in {', '.join(map(str, options.inputs))} (looking for "
                          ".jpg .jpeg .png .bmp .webp .gif .tif .tiff" + ("" if options.recursive else
@@ -269,6 +274,12 @@ def _translate_family(todo: list[InputImage], bundle: Bundle, options: Translate
         _run_stages(todo, translator, options, layout, plan.prep, batch_runner(translator, options, plan), report)
     finally:
         translator.close()
+
+def _sheet_reason(relpath: str, sheets: dict[str, str]) -> str:
+    translated = relpath if relpath in sheets else next(k for k, v in sheets.items() if v == relpath)
+    return (f"the translation of {translated} and the --grid contact sheet of {sheets[translated]} would be the "
+            "same file; rename one, or drop --grid")
+
 
 def _reference_paths(options: TranslateOptions) -> list[Path]:
     if options.style_dir is not None:

@@ -23,7 +23,7 @@ torch = pytest.importorskip("torch", reason="the reference outputs come from the
 pytest.importorskip("onnx", reason="the bundles are exported here (pip install 'munit-rt[export]')")
 
 from munit_rt.cli import cli  # noqa: E402
-from munit_rt.cli.common import EXIT_USAGE  # noqa: E402
+from munit_rt.cli.common import EXIT_SOME_INPUTS_FAILED, EXIT_USAGE  # noqa: E402
 
 CYCLEGAN = {"family": "cyclegan", "ngf": 8, "ndf": 8, "n_blocks": 2, "load_size": 36, "crop_size": 32}
 ATTRS = ["Black_Hair", "Blond_Hair", "Male"]
@@ -167,6 +167,21 @@ def test_cyclegan_notes_style_options_and_writes_one_output(cyclegan, tmp_path):
     code, output = translate(cyclegan["bundle"], tmp_path / "in", "--layout", "official", "-o", tmp_path / "off")
     assert code == 0, output
     assert (tmp_path / "off_00" / "cat.png").is_file() and not (tmp_path / "off_01").exists()
+
+
+def test_cyclegan_grid_sheet_and_an_input_named_grid_never_share_a_file(cyclegan, tmp_path):
+    # one output per input: sub/cat.png -> OUT/sub/cat.png, its sheet OUT/sub/cat/grid.png, which is also
+    # where the input sub/cat/grid.png would be translated to
+    for name, seed in (("sub/cat.png", 1), ("sub/cat/grid.png", 2), ("sub/dog.png", 3)):
+        write_image(tmp_path / "in" / name, (32, 32), seed=seed)
+    code, output = translate(cyclegan["bundle"], tmp_path / "in", "--recursive", "--grid", "-o", tmp_path / "out")
+    assert code == EXIT_SOME_INPUTS_FAILED, output
+    assert output.count("would be the same file") == 2 and "sub/cat/grid.png and the --grid contact sheet of " \
+        "sub/cat.png" in output
+    files = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png"))
+    assert files == ["sub/dog.png", "sub/dog/grid.png"]
+    code, output = translate(cyclegan["bundle"], tmp_path / "in", "--recursive", "-o", tmp_path / "plain")
+    assert code == 0, output  # without --grid nothing clashes
 
 
 def test_cyclegan_direction_that_was_not_exported(cyclegan, tmp_path):
