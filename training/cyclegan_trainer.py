@@ -25,9 +25,9 @@ from training import distributed
 from training.config import CycleGanConfig, load_any_config
 from training.cyclegan import build_discriminator, build_generator, init_weights
 from training.data import EpochBatchSampler, IMAGE_EXTENSIONS, check_images_readable, find_images, per_step
+from training.driver import TrainResult, resolve_device
 from training.errors import DataError
 from training.loop import CyclingBatches, FamilyCallback, FamilyTrainer, check_run_dir, load_image, run, to_tensor
-from training.trainer import TrainResult, resolve_device
 
 
 class ImagePool:

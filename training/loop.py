@@ -1,8 +1,6 @@
-"""The training loop shared by CycleGAN and StarGAN: run folder, snapshots, exact resume, logs, sample grids.
-
-MUNIT keeps its own loop (`training/trainer.py`); this one reuses its stats log, device choice and Ctrl-C
-handling, and asks each family only for a `FamilyTrainer` (networks, one `train_step`, sample rows).
-The data helpers here (`CyclingBatches`, `load_image`, `to_tensor`) serve both families' datasets.
+"""What CycleGAN and StarGAN share: the `FamilyTrainer` interface, their part of the loop in
+`training/driver.py` (`run`), snapshots, and the data helpers of both families' datasets (`CyclingBatches`,
+`load_image`, `to_tensor`). Each family supplies a `FamilyTrainer` (networks, one `train_step`, sample rows).
 
     RUN/config.yaml                    the resolved config (with its `family` key)
     RUN/checkpoints/<family>_%08d.pt   generators + config + iteration (checkpoint.save_family_checkpoint)
@@ -17,10 +15,8 @@ alone writes the run folder.
 """
 from __future__ import annotations
 
-import contextlib
 import random
-import re
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +29,10 @@ from torch.utils.data import DataLoader
 from training import distributed
 from training.checkpoint import atomic_torch_save, save_family_checkpoint, torch_load
 from training.data import _reason, save_image_grid
-from training.errors import CheckpointError, DataError, TrainingError
+from training.driver import TrainingJob, TrainResult, resume_point, run_training, snapshot_pattern, to_device
+from training.driver import latest_snapshot  # noqa: F401 (re-exported: it lived here)
+from training.errors import CheckpointError, DataError
 from training.official import load_state_dict_strict
-from training.trainer import NullLog, StatsLog, TrainResult, _finish_iteration_before_interrupt, _write_config
 
 
 class FamilyTrainer(nn.Module):
@@ -172,18 +169,6 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------- snapshots
 
-def snapshot_pattern(family: str) -> re.Pattern:
-    return re.compile(rf"^{family}_(\d{{8}})\.pt$")
-
-
-def latest_snapshot(checkpoint_dir: Path, family: str) -> Path | None:
-    if not checkpoint_dir.is_dir():
-        return None
-    pattern = snapshot_pattern(family)
-    names = sorted(p.name for p in checkpoint_dir.iterdir() if pattern.match(p.name))
-    return checkpoint_dir / names[-1] if names else None
-
-
 def save_snapshot(trainer: FamilyTrainer, batches: CyclingBatches, checkpoint_dir: Path, iteration: int) -> None:
     """dis, optimizer, then the generators last: a <family>_*.pt exists only once its snapshot is complete.
     Distributed: every rank calls this; rank 0 writes, with the ranks' noise states, the others wait."""
@@ -232,100 +217,46 @@ def load_snapshot(trainer: FamilyTrainer, batches: CyclingBatches, gen_path: Pat
 
 def check_run_dir(run_dir: Path, family: str, resume: bool) -> Path | None:
     """The snapshot to resume from (None for a fresh run); refuses to mix runs."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise TrainingError(f"--out {run_dir}: exists and is not a folder")
-    snapshot = latest_snapshot(run_dir / "checkpoints", family)
-    if snapshot is not None and not resume:
-        raise TrainingError(f"--out {run_dir}: already holds checkpoints ({snapshot.name}); pass --resume "
-                            "to continue that run, or choose another --out")
-    if snapshot is None and resume:
-        raise TrainingError(f"--resume: no {family}_XXXXXXXX.pt snapshot in {run_dir / 'checkpoints'}")
-    return snapshot
+    return resume_point(run_dir, family, resume)
 
 
 # -------------------------------------------------------------------------------------------- the loop
+
+@dataclass
+class FamilyJob(TrainingJob):
+    """A family's part of the driver: `train_step`, <family>_XXXXXXXX.pt snapshots, and sample grids every
+    image_save_iter plus once more with the final snapshot."""
+
+    trainer: FamilyTrainer
+    display: dict[str, Any]
+
+    def step(self, batch, iteration):
+        lr = self.trainer.lr()
+        return self.trainer.train_step(batch, iteration), lr
+
+    def save_snapshot(self, checkpoint_dir, iteration):
+        save_snapshot(self.trainer, self.batches, checkpoint_dir, iteration)
+
+    def load_snapshot(self, path):
+        return load_snapshot(self.trainer, self.batches, path)
+
+    def write_sample_grids(self, image_dir, iteration, final):
+        if final or iteration % self.trainer.config.image_save_iter == 0:
+            write_samples(self.trainer, self.display, image_dir, f"{iteration:08d}")
+
+    def start_callback(self, callback, run_dir, iteration):
+        callback.on_start(self.trainer.family, run_dir, iteration, self.total_iters, self.device)
+
+    def networks(self):
+        return self.trainer.generators(), self.trainer.discriminators()
+
 
 def run(trainer: FamilyTrainer, batches: CyclingBatches, display: dict[str, Any], run_dir: Path, *,
         total_iters: int, snapshot: Path | None, callbacks: tuple[FamilyCallback, ...] = ()) -> TrainResult:
     """Train until `total_iters`; Ctrl-C finishes the iteration, writes a snapshot and re-raises.
     Distributed (trainer.dist set by the family's train()): every rank runs this, rank 0 writes."""
-    config, device, dist = trainer.config, trainer.device, trainer.dist
-    checkpoint_dir, image_dir, log_dir = run_dir / "checkpoints", run_dir / "images", run_dir / "logs"
-
-    # Resume; then every rank holds rank 0's weights, and its own noise
-    iteration = load_snapshot(trainer, batches, snapshot) if snapshot is not None else 0
-    last_saved = iteration if snapshot is not None else None
-    if snapshot is None and dist.rank > 0:
-        trainer.seed_rank(dist.rank_seed(config.seed))
-    dist.broadcast_module(trainer)
-
-    # Initialize logs and the run folder (rank 0 only)
-    if dist.is_main:
-        for folder in (checkpoint_dir, image_dir, log_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-        _write_config(config, run_dir / "config.yaml")
-    stats = StatsLog(log_dir, resumed_at=iteration if snapshot is not None else None) if dist.is_main else NullLog()
-    callbacks = callbacks if dist.is_main else ()
-    for callback in callbacks:
-        callback.on_start(trainer.family, run_dir, iteration, total_iters, device)
-
-    # Train
-    scalars: dict[str, float] = {}
-    local: dict[str, float] = {}
-    batch_stream = iter(batches)
-    started = time.perf_counter()
-    try:
-        with dist.stop_on_signals():
-            while iteration < total_iters:
-                with _finish_iteration_before_interrupt() if not dist.enabled else contextlib.nullcontext():
-                    # per step: fetch, update (the family's train_step also steps its LR schedules)
-                    batch = _to_device(next(batch_stream), device)
-                    lr = trainer.lr()
-                    iteration += 1
-                    losses = trainer.train_step(batch, iteration)
-                    dist.broadcast_module(trainer, buffers_only=True)
-
-                    # per tick: logs (the mean over ranks), sample grids, snapshot, UI
-                    local = {name: value.detach().item() for name, value in losses.items()}
-                    scalars, stop = dist.reduce_step(local, device)
-                    if iteration % config.log_iter == 0:
-                        stats.write(iteration, {**scalars, "lr": lr, "time_s": time.perf_counter() - started})
-                    if iteration % config.image_save_iter == 0 and dist.is_main:
-                        write_samples(trainer, display, image_dir, f"{iteration:08d}")
-                    if iteration % config.snapshot_save_iter == 0:
-                        save_snapshot(trainer, batches, checkpoint_dir, iteration)
-                        last_saved = iteration
-                    for callback in callbacks:
-                        callback.on_step(iteration, scalars)
-                    if stop:  # some rank got SIGINT/SIGTERM: every rank stops after this iteration
-                        raise distributed.CoordinatedStop
-    except KeyboardInterrupt as exc:
-        coordinated = not dist.enabled or isinstance(exc, distributed.CoordinatedStop)
-        if iteration > 0 and last_saved != iteration and coordinated:
-            save_snapshot(trainer, batches, checkpoint_dir, iteration)
-        raise
-    finally:
-        stats.close()
-        for callback in callbacks:
-            callback.on_end()
-
-    # Final snapshot and samples, unless the last iteration just wrote them
-    if iteration > 0 and last_saved != iteration:
-        save_snapshot(trainer, batches, checkpoint_dir, iteration)
-        if dist.is_main:
-            write_samples(trainer, display, image_dir, f"{iteration:08d}")
-    dist.write_digest(run_dir, trainer.generators(), trainer.discriminators(), local)
-    return TrainResult(run_dir=run_dir, iteration=iteration, last_scalars=scalars)
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {key: _to_device(value, device) for key, value in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(value, device) for value in batch)
-    return batch
+    job = FamilyJob(trainer, batches, trainer.device, total_iters, display)
+    return run_training(job, run_dir, snapshot=snapshot, callbacks=callbacks)
 
 
 def write_samples(trainer: FamilyTrainer, display: dict[str, Any], image_dir: Path, tag: str) -> None:
@@ -334,7 +265,7 @@ def write_samples(trainer: FamilyTrainer, display: dict[str, Any], image_dir: Pa
     trainer.eval()
     try:
         with torch.no_grad():
-            for name, rows in trainer.sample(_to_device(display, trainer.device)).items():
+            for name, rows in trainer.sample(to_device(display, trainer.device)).items():
                 save_image_grid(rows, image_dir / f"{name}_{tag}.png")
     finally:
         trainer.train()

@@ -28,10 +28,10 @@ from training import distributed
 from training.celeba import AttributeDataset, open_attribute_dataset
 from training.config import StarGanConfig, load_any_config
 from training.data import EpochBatchSampler, per_step
+from training.driver import TrainResult, resolve_device
 from training.errors import ConfigError, DataError
 from training.loop import CyclingBatches, FamilyCallback, FamilyTrainer, check_run_dir, run
 from training.stargan import build_discriminator, build_generator
-from training.trainer import TrainResult, resolve_device
 
 
 def lr_factor(iterations_done: int, config: StarGanConfig) -> float:

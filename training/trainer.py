@@ -1,4 +1,5 @@
-"""MUNIT training: the official NVlabs/MUNIT `MUNIT_Trainer` updates and a resumable loop.
+"""MUNIT training: the official NVlabs/MUNIT `MUNIT_Trainer` updates and MUNIT's part of the resumable
+loop in `training/driver.py` (steps, snapshots, sample grids).
 
 Run folder (official checkpoint names, so official tools read the snapshots):
 
@@ -14,15 +15,8 @@ Under torchrun every family trains data-parallel (training/distributed.py): rank
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
-import re
-import signal
-import threading
-import time
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,14 +26,16 @@ from training.checkpoint import atomic_torch_save, save_generators, torch_load
 from training.config import MunitConfig, load_config
 from training import distributed
 from training.data import PairedBatches, open_training_data, save_image_grid
-from training.errors import CheckpointError, ConfigError, TrainingError
+from training.driver import NullLog, StatsLog  # noqa: F401 (re-exported: they lived here)
+from training.driver import TrainingJob, TrainResult, resolve_device, resume_point, run_training, snapshot_pattern
+from training.errors import CheckpointError
 from training.init import make_scheduler, weights_init
 from training.losses import generator_total, recon_loss, vgg_perceptual_loss
 from training.munit import AdaINGen, MsImageDis
 from training.official import load_state_dict_strict, remap_munit
 from training.vgg import load_vgg16
 
-_GEN_SNAPSHOT_RE = re.compile(r"^gen_(\d{8})\.pt$")
+_GEN_SNAPSHOT_RE = snapshot_pattern("gen")
 
 
 class MunitTrainer(nn.Module):
@@ -211,14 +207,6 @@ def save_snapshot(trainer: MunitTrainer, batches: PairedBatches, checkpoint_dir:
     dist.barrier()
 
 
-def latest_snapshot(checkpoint_dir: Path) -> Path | None:
-    """The newest gen_XXXXXXXX.pt, as the official `get_model_list`."""
-    if not checkpoint_dir.is_dir():
-        return None
-    names = sorted(p.name for p in checkpoint_dir.iterdir() if _GEN_SNAPSHOT_RE.match(p.name))
-    return checkpoint_dir / names[-1] if names else None
-
-
 def load_snapshot(trainer: MunitTrainer, batches: PairedBatches, gen_path: Path) -> int:
     """Restore weights, optimizers, schedulers, RNG and data position; return the iteration."""
     iteration = int(_GEN_SNAPSHOT_RE.match(gen_path.name).group(1))
@@ -245,52 +233,7 @@ def load_snapshot(trainer: MunitTrainer, batches: PairedBatches, gen_path: Path)
     return iteration
 
 
-# ------------------------------------------------------------------------------------------------ logging
-
-class StatsLog:
-    """stats.jsonl, plus TensorBoard scalars when tensorboard is importable."""
-
-    def __init__(self, log_dir: Path, resumed_at: int | None):
-        self.path = log_dir / "stats.jsonl"
-        if resumed_at is not None and self.path.exists():  # drop ticks the resumed run will redo
-            kept = [line for line in self.path.read_text().splitlines() if _logged_iteration(line) <= resumed_at]
-            self.path.write_text("".join(line + "\n" for line in kept))
-        self.file = open(self.path, "a", encoding="utf-8")
-        self.writer = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except Exception as exc:  # noqa: BLE001 - optional: missing, or broken by a protobuf mismatch
-            warnings.warn(f"TensorBoard logging skipped ({exc}); stats.jsonl is still written", stacklevel=2)
-        else:
-            purge = resumed_at + 1 if resumed_at is not None else None
-            self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
-
-    def write(self, iteration: int, scalars: dict[str, float]) -> None:
-        self.file.write(json.dumps({"iteration": iteration, **scalars}) + "\n")
-        self.file.flush()
-        if self.writer is not None:
-            for name, value in scalars.items():
-                self.writer.add_scalar(name, value, iteration)
-
-    def close(self) -> None:
-        self.file.close()
-        if self.writer is not None:
-            self.writer.close()
-
-
-class NullLog:
-    """The stats log of ranks other than 0: they write nothing."""
-
-    def write(self, iteration: int, scalars: dict[str, float]) -> None: ...
-    def close(self) -> None: ...
-
-
-def _logged_iteration(line: str) -> float:
-    try:
-        return json.loads(line)["iteration"]
-    except (ValueError, KeyError, TypeError):  # a line cut short by a crash
-        return float("inf")
-
+# ---------------------------------------------------------------------------------------------- progress
 
 class TrainingCallback:
     """UI hooks; the loop itself prints nothing."""
@@ -322,43 +265,41 @@ class TqdmProgress(TrainingCallback):
 # --------------------------------------------------------------------------------------------- the loop
 
 @dataclass
-class TrainResult:
-    run_dir: Path
-    iteration: int
-    last_scalars: dict[str, float] = field(default_factory=dict)
+class MunitJob(TrainingJob):
+    """MUNIT's part of the driver: discriminator then generator update, official snapshot names, and sample
+    grids of the test and train splits every image_save_iter plus `current` ones every image_display_iter."""
 
+    display: dict[str, dict[str, torch.Tensor]]  # split -> domain -> fixed images on the device
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: CUDA is not available on this machine (use --device cpu)")
-    if name not in ("cpu", "cuda"):
-        raise ConfigError(f"--device {name!r}: expected auto, cpu or cuda")
-    return torch.device(name)
+    def step(self, batch, iteration):
+        images_a, images_b = batch
+        lr = self.trainer.gen_opt.param_groups[0]["lr"]
+        losses = self.trainer.dis_update(images_a, images_b)
+        losses.update(self.trainer.gen_update(images_a, images_b))
+        self.trainer.step_schedulers()
+        return losses, lr
 
+    def save_snapshot(self, checkpoint_dir, iteration):
+        save_snapshot(self.trainer, self.batches, checkpoint_dir, iteration)
 
-@contextlib.contextmanager
-def _finish_iteration_before_interrupt():
-    """A first Ctrl-C is raised once the iteration (step, logs, snapshot) completes, so the final snapshot
-    never holds half an update; a second one interrupts at once (e.g. a stuck data worker)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending = []
+    def load_snapshot(self, path):
+        return load_snapshot(self.trainer, self.batches, path)
 
-    def on_sigint(*_):
-        if pending:
-            raise KeyboardInterrupt
-        pending.append(True)
+    def write_sample_grids(self, image_dir, iteration, final):
+        config = self.trainer.config
+        if final:  # MUNIT writes grids only on image_save_iter / image_display_iter ticks
+            return
+        if iteration % config.image_save_iter == 0:
+            _write_samples(self.trainer, self.display, image_dir, f"{iteration:08d}", ("test", "train"))
+        if iteration % config.image_display_iter == 0:
+            _write_samples(self.trainer, self.display, image_dir, "current", ("train",))
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
-    if pending:
-        raise KeyboardInterrupt
+    def start_callback(self, callback, run_dir, iteration):
+        callback.on_start(self.trainer.config, run_dir, iteration, self.device)
+
+    def networks(self):
+        trainer = self.trainer
+        return {"a": trainer.gen_a, "b": trainer.gen_b}, {"a": trainer.dis_a, "b": trainer.dis_b}
 
 
 def train(config_path: str | Path, data_dir: str | Path | None, out_dir: str | Path, *,
@@ -377,27 +318,13 @@ def train(config_path: str | Path, data_dir: str | Path | None, out_dir: str | P
         dist.shutdown()
 
 
-def _resume_point(run_dir: Path, resume: bool) -> Path | None:
-    """The snapshot to resume from (None for a fresh run); refuses to mix runs."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise TrainingError(f"--out {run_dir}: exists and is not a folder")
-    snapshot = latest_snapshot(run_dir / "checkpoints")
-    if snapshot is not None and not resume:
-        raise TrainingError(f"--out {run_dir}: already holds checkpoints ({snapshot.name}); pass --resume "
-                            "to continue that run, or choose another --out")
-    if snapshot is None and resume:
-        raise TrainingError(f"--resume: no gen_XXXXXXXX.pt snapshot in {run_dir / 'checkpoints'}")
-    return snapshot
-
-
 def _train(config: MunitConfig, data_dir, run_dir: Path, resume: bool, torch_device: torch.device,
            dist: distributed.Distributed, callbacks: tuple[TrainingCallback, ...]) -> TrainResult:
     # Load training set (checks folders and image headers)
     data = open_training_data(config, data_dir, world_size=dist.world_size)
 
     # Check the run folder (rank 0 decides for every rank)
-    checkpoint_dir, image_dir, log_dir = run_dir / "checkpoints", run_dir / "images", run_dir / "logs"
-    snapshot = dist.decide_on_main(lambda: _resume_point(run_dir, resume))
+    snapshot = dist.decide_on_main(lambda: resume_point(run_dir, "gen", resume))
     distributed.check_readable(dist, snapshot)
 
     # Construct networks (the VGG weights file, if any, is checked here)
@@ -407,87 +334,11 @@ def _train(config: MunitConfig, data_dir, run_dir: Path, resume: bool, torch_dev
     batches = data.batches(config, pin_memory=torch_device.type == "cuda", rank=dist.rank,
                            world_size=dist.world_size)
 
-    # Resume; then every rank holds rank 0's weights, and its own noise
-    iteration = load_snapshot(trainer, batches, snapshot) if snapshot is not None else 0
-    last_saved = iteration if snapshot is not None else None
-    if snapshot is None and dist.rank > 0:
-        trainer.seed_rank(dist.rank_seed(config.seed))
-    dist.broadcast_module(trainer)
-
     # Fixed display images for the sample grids (official: the first display_size of each split)
     display = {split: {d: ds.display_batch(config.display_size).to(torch_device) for d, ds in datasets.items()}
                for split, datasets in (("train", data.train), ("test", data.test))}
-
-    # Initialize logs and the run folder (rank 0 only)
-    if dist.is_main:
-        for folder in (checkpoint_dir, image_dir, log_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-        _write_config(config, run_dir / "config.yaml")
-    stats = StatsLog(log_dir, resumed_at=iteration if snapshot is not None else None) if dist.is_main else NullLog()
-    callbacks = callbacks if dist.is_main else ()
-    for callback in callbacks:
-        callback.on_start(config, run_dir, iteration, torch_device)
-
-    # Train
-    scalars: dict[str, float] = {}
-    local: dict[str, float] = {}
-    batch_stream = iter(batches)
-    started = time.perf_counter()
-    try:
-        with dist.stop_on_signals():
-            while iteration < config.max_iter:
-                with _finish_iteration_before_interrupt() if not dist.enabled else contextlib.nullcontext():
-                    # per step: fetch a batch pair, discriminator then generator update, LR schedule
-                    images_a, images_b = (images.to(torch_device, non_blocking=True) for images in next(batch_stream))
-                    lr = trainer.gen_opt.param_groups[0]["lr"]
-                    losses = trainer.dis_update(images_a, images_b)
-                    losses.update(trainer.gen_update(images_a, images_b))
-                    trainer.step_schedulers()
-                    iteration += 1
-                    dist.broadcast_module(trainer, buffers_only=True)
-
-                    # per tick: logs (the mean over ranks), sample grids, snapshot, UI
-                    local = {name: value.detach().item() for name, value in losses.items()}
-                    scalars, stop = dist.reduce_step(local, torch_device)
-                    if iteration % config.log_iter == 0:
-                        stats.write(iteration, {**scalars, "lr": lr, "time_s": time.perf_counter() - started})
-                    if iteration % config.image_save_iter == 0 and dist.is_main:
-                        _write_samples(trainer, display, image_dir, f"{iteration:08d}", ("test", "train"))
-                    if iteration % config.image_display_iter == 0 and dist.is_main:
-                        _write_samples(trainer, display, image_dir, "current", ("train",))
-                    if iteration % config.snapshot_save_iter == 0:
-                        save_snapshot(trainer, batches, checkpoint_dir, iteration)
-                        last_saved = iteration
-                    for callback in callbacks:
-                        callback.on_step(iteration, scalars)
-                    if stop:  # some rank got SIGINT/SIGTERM: every rank stops after this iteration
-                        raise distributed.CoordinatedStop
-    except KeyboardInterrupt as exc:
-        coordinated = not dist.enabled or isinstance(exc, distributed.CoordinatedStop)
-        if iteration > 0 and last_saved != iteration and coordinated:
-            save_snapshot(trainer, batches, checkpoint_dir, iteration)
-        raise
-    finally:
-        stats.close()
-        for callback in callbacks:
-            callback.on_end()
-
-    # Final snapshot, unless the last iteration just wrote one
-    if iteration > 0 and last_saved != iteration:
-        save_snapshot(trainer, batches, checkpoint_dir, iteration)
-    dist.write_digest(run_dir, {"a": trainer.gen_a, "b": trainer.gen_b}, {"a": trainer.dis_a, "b": trainer.dis_b},
-                      local)
-    return TrainResult(run_dir=run_dir, iteration=iteration, last_scalars=scalars)
-
-
-def _write_config(config: MunitConfig, path: Path) -> None:
-    import os
-
-    import yaml
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
+    job = MunitJob(trainer, batches, torch_device, config.max_iter, display)
+    return run_training(job, run_dir, snapshot=snapshot, callbacks=callbacks)
 
 
 def _write_samples(trainer: MunitTrainer, display: dict, image_dir: Path, tag: str, splits: tuple) -> None:
