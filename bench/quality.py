@@ -156,7 +156,9 @@ def main() -> None:
                                                                           Path(tmp)), images, args.styles, args.seed)
     print(markdown_table(rows))
     if args.json:
-        args.json.write_text(json.dumps({"model": str(bundle.path), "styles": args.styles, "seed": args.seed,
+        model_path = Path(bundle.path).resolve()  # relative to the repo when inside it: no machine paths in results
+        shown = model_path.relative_to(REPO) if model_path.is_relative_to(REPO) else model_path
+        args.json.write_text(json.dumps({"model": str(shown), "styles": args.styles, "seed": args.seed,
                                          "results": rows}, indent=2) + "\n", encoding="utf-8")
 
 
