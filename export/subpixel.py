@@ -71,10 +71,10 @@ class SubpixelUpsampleConv(nn.Module):
 
     def border_lines(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Exact outermost output columns [N, C, 2H, 1] (left, right) and rows [N, C, 1, 2W] (top, bottom)."""
-        return (self._strip(x, 3, x[..., 1:2], x[..., 0:1]), self._strip(x, 3, x[..., -2:-1], x[..., -1:]),
-                self._strip(x, 2, x[..., 1:2, :], x[..., 0:1, :]), self._strip(x, 2, x[..., -2:-1, :], x[..., -1:, :]))
+        return (self._strip(3, x[..., 1:2], x[..., 0:1]), self._strip(3, x[..., -2:-1], x[..., -1:]),
+                self._strip(2, x[..., 1:2, :], x[..., 0:1, :]), self._strip(2, x[..., -2:-1, :], x[..., -1:, :]))
 
-    def _strip(self, x: torch.Tensor, dim: int, inner: torch.Tensor, outer: torch.Tensor) -> torch.Tensor:
+    def _strip(self, dim: int, inner: torch.Tensor, outer: torch.Tensor) -> torch.Tensor:
         """One outermost output line: the 5 upsampled-and-reflected lines it reads are `x1 x0 x0 x0 x1`."""
         lines = torch.cat([inner, outer, outer, outer, inner], dim=dim)
         scale = (1.0, 2.0) if dim == 2 else (2.0, 1.0)
@@ -231,7 +231,6 @@ class SubpixelDecoder(nn.Module):
                 rewritten.append(layers[index])
                 index += 1
         self.rest = nn.Sequential(*rewritten)
-        self.stages = sum(isinstance(m, (SubpixelUpsampleConv, PhaseOutputStage)) for m in rewritten)
 
     def forward(self, content: torch.Tensor, adain_params: torch.Tensor) -> torch.Tensor:
         return self.rest(self.res(content, adain_params))
