@@ -257,4 +257,7 @@ def flops_summary(model: ModelInfo, size: int) -> dict[str, Any]:
     if not model.generator_only and model.manifest["graphs"][dec].get("upsample") == "subpixel":
         per["note"] += ("; the decoder is the exported sub-pixel graph, which needs fewer FLOPs than the training "
                         "decoder the PyTorch backends run, so their GFLOP/s are understated by that ratio")
+    per["note"] += ("; every backend is credited with the FLOPs of the bundle's graphs, also ONNX Runtime on the CPU, "
+                    "which runs the wide 3x3 convs as Winograd F(4x4, 3x3) with fewer (munit_rt/winograd.py; "
+                    "bench/translate_cpu.py counts what it executes)")
     return per

@@ -10,8 +10,10 @@ SIZE x SIZE, S random styles each, read -> preprocess -> translate -> write PNG.
 Also: decoder-only throughput through ONNX Runtime in GFLOP/s, the machine's FP32 matmul rate measured in the
 same run (numpy, best of several), and their ratio. Two FLOP counts: nominal = the training decoder's
 Conv2d/Linear layers (93.6 GFLOP per 256x256 decode at the default config, the figure the target is stated in);
-executed = the Conv/Gemm nodes of the exported graph (bench/flops.py), lower when the bundle's decoder uses the
-sub-pixel upsampling rewrite (export/subpixel.py). Prints numbers only.
+executed = the Conv/Gemm/MatMul nodes ONNX Runtime runs (bench/flops.py): the bundle's graph, lower with the
+sub-pixel upsampling rewrite (export/subpixel.py), after the in-memory Winograd rewrite of the 3x3 convs
+(munit_rt/winograd.py, $MUNIT_RT_WINOGRAD, default auto). The decoder is also timed with that rewrite off.
+Prints numbers only.
 
     .venv/bin/python bench/translate_cpu.py [--images 4] [--size 256] [--styles 8] [--json out.json]
 """
@@ -137,31 +139,46 @@ def decoder_flops(gen, size: int, multiple: int) -> float:
     return total[0]
 
 
-def executed_decoder_flops(bundle: Path, size: int) -> float:
-    """FLOPs of one decode as the bundle's ONNX graph runs it (Conv/Gemm nodes, shapes inferred)."""
+def executed_decoder_flops(bundle: Path, size: int, winograd_mode: str) -> float:
+    """FLOPs of one decode as ONNX Runtime's CPU session runs it: the bundle's graph after the in-memory Winograd
+    rewrite of `winograd_mode` and ONNX Runtime's constant folding (which computes the Winograd filter transforms
+    once, at session creation), Conv/Gemm/MatMul nodes counted at inferred shapes."""
+    import onnx
+    import onnxruntime
+
     from bench.flops import graph_flops
-    from munit_rt import Bundle
+    from munit_rt import Bundle, winograd
 
     b = Bundle(bundle)
     multiple = int(b.preprocess["multiple"])
     shapes = {"content": (1, b.manifest["content_channels"], size // multiple, size // multiple),
               "adain_params": (1, b.manifest["adain"]["total"])}
-    return float(graph_flops(bundle / b.graphs["decoder_b"].files["fp32"].path, shapes).total)
+    graph, _ = winograd.rewrite_bytes(b.graph_bytes("decoder_b", "fp32"), winograd_mode)
+    with tempfile.TemporaryDirectory(prefix="munit-rt-flops-") as tmp:
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC  # standard ops only
+        options.optimized_model_filepath = str(Path(tmp) / "folded.onnx")
+        options.log_severity_level = 3
+        onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        folded = onnx.load(options.optimized_model_filepath)
+    return float(graph_flops(folded, shapes).total)
 
 
-def best_decoder_and_matmul_s(bundle: Path, size: int, batch: int, n: int, repeats: int) -> tuple[float, float]:
+def best_decoder_and_matmul_s(bundle: Path, size: int, batch: int, n: int, repeats: int,
+                              winograd_mode: str) -> tuple[float, float, np.ndarray]:
     """Best seconds of one ORT decoder call on `batch` pairs and of one n x n numpy matmul, measured in
-    alternation so that both see the same machine load (best-of filters out other processes)."""
+    alternation so that both see the same machine load (best-of filters out other processes); and the decoder's
+    output (the inputs are the same for every mode)."""
     from munit_rt import Translator
 
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-    with Translator(bundle, backend="onnxruntime") as t:
+    with Translator(bundle, backend="onnxruntime", winograd=winograd_mode) as t:
         multiple = int(t.bundle.preprocess["multiple"])
         content = rng.standard_normal((batch, t.bundle.manifest["content_channels"], size // multiple,
                                        size // multiple), dtype=np.float32)
         adain = t.style_to_adain(rng.standard_normal((batch, t.style_dim), dtype=np.float32), "b")
-        t.decode(content, adain, "b")  # warm-up: session creation, first-run allocations
+        decoded = t.decode(content, adain, "b")  # warm-up: session creation, first-run allocations
         a @ b
         best_decoder = best_matmul = float("inf")
         for _ in range(repeats):
@@ -172,14 +189,14 @@ def best_decoder_and_matmul_s(bundle: Path, size: int, batch: int, n: int, repea
                 started = time.perf_counter()
                 a @ b
                 best_matmul = min(best_matmul, time.perf_counter() - started)
-    return best_decoder, best_matmul
+    return best_decoder, best_matmul, decoded
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
     import torch
 
-    from munit_rt.backends.onnxruntime import physical_cores
+    from munit_rt.backends.onnxruntime import physical_cores, winograd_mode
 
     with tempfile.TemporaryDirectory(prefix="munit-rt-bench-") as tmp:
         work = Path(tmp)
@@ -190,12 +207,15 @@ def main(argv=None) -> dict:
         official_s = run_official(gens, paths, work / "official", args.size, args.styles, config.gen.style_dim)
         munit_rt_s, report = run_munit_rt(bundle, work / "inputs", work / "munit-rt", args.styles, args.batch_size)
         flops = decoder_flops(gens["b"], args.size, 2 ** config.gen.n_downsample)
-        executed = executed_decoder_flops(bundle, args.size)
+        mode = winograd_mode()  # what translate used: $MUNIT_RT_WINOGRAD, default auto
+        executed = executed_decoder_flops(bundle, args.size, mode)
         upsample = json.loads((bundle / "manifest.json").read_text())["graphs"]["decoder_b"].get("upsample",
                                                                                                  "nearest")
         decode_batch = min(args.batch_size, args.styles)
-        decoder_s, matmul_s = best_decoder_and_matmul_s(bundle, args.size, decode_batch, args.matmul_size,
-                                                        args.repeats)
+        decoder_s, matmul_s, decoded = best_decoder_and_matmul_s(bundle, args.size, decode_batch, args.matmul_size,
+                                                                 args.repeats, mode)
+        direct_s, _, direct = best_decoder_and_matmul_s(bundle, args.size, decode_batch, args.matmul_size,
+                                                        args.repeats, "off")
     decoder_gflops = flops * decode_batch / decoder_s / 1e9
     executed_gflops = executed * decode_batch / decoder_s / 1e9
     matmul = 2.0 * args.matmul_size**3 / matmul_s / 1e9
@@ -207,10 +227,12 @@ def main(argv=None) -> dict:
                 "batch_size": args.batch_size, "config": "dim 64, n_res 4, style_dim 8, mlp_dim 256"},
         "official_pytorch_eager": {"wall_s": official_s, "outputs_per_s": outputs / official_s},
         "munit_rt_onnxruntime": {"wall_s": munit_rt_s, "outputs_per_s": outputs / munit_rt_s,
-                                 "stage_s": report.stage_s, "failures": len(report.failures)},
+                                 "stage_s": report.stage_s, "failures": len(report.failures), "winograd": mode},
         "speedup": official_s / munit_rt_s,
         "decoder": {"gflop_per_decode": flops / 1e9, "batch": decode_batch, "best_s": decoder_s,
-                    "gflops": decoder_gflops, "upsample": upsample,
+                    "gflops": decoder_gflops, "upsample": upsample, "winograd": mode,
+                    "best_s_winograd_off": direct_s,
+                    "max_abs_diff_vs_winograd_off": float(np.abs(decoded - direct).max()),
                     "executed_gflop_per_decode": executed / 1e9, "executed_gflops": executed_gflops},
         "matmul_fp32": {"n": args.matmul_size, "gflops": matmul},
         "decoder_vs_matmul": decoder_gflops / matmul,
@@ -239,9 +261,12 @@ def print_table(r: dict) -> None:
     print("|---|---:|")
     size = f"{job['size']}x{job['size']}"
     print(f"| decoder GFLOP per {size} decode, nominal (training module) | {d['gflop_per_decode']:.1f} |")
-    print(f"| decoder GFLOP per {size} decode, executed ({d['upsample']} graph) | "
+    print(f"| decoder GFLOP per {size} decode, executed ({d['upsample']} graph, Winograd {d['winograd']}) | "
           f"{d['executed_gflop_per_decode']:.1f} |")
     print(f"| decoder (ORT, batch {d['batch']}) s per call | {d['best_s']:.3f} |")
+    print(f"| decoder (ORT, batch {d['batch']}, Winograd off) s per call | {d['best_s_winograd_off']:.3f} |")
+    print(f"| decoder output, max abs difference Winograd {d['winograd']} vs off | "
+          f"{d['max_abs_diff_vs_winograd_off']:.1e} |")
     print(f"| decoder GFLOP/s, nominal / executed | {d['gflops']:.1f} / {d['executed_gflops']:.1f} |")
     print(f"| FP32 matmul ({r['matmul_fp32']['n']}^2, numpy) GFLOP/s | {r['matmul_fp32']['gflops']:.1f} |")
     print(f"| decoder / matmul, nominal / executed | {r['decoder_vs_matmul']:.2f} / "

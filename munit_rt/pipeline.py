@@ -87,6 +87,10 @@ class TranslateOptions:
                 raise InputError(f"{flag} must be >= {low}, got {value}")
         direction_domains(self.direction)
         self._validate_engine()
+        if self.backend in ("auto", "onnxruntime"):  # $MUNIT_RT_WINOGRAD, before any output folder is made
+            from munit_rt.backends.onnxruntime import winograd_mode
+
+            winograd_mode()
 
     def _validate_engine(self) -> None:
         if self.engine not in ENGINES:

@@ -88,6 +88,12 @@ def command(inputs, model, styles, style_images, output, **options) -> None:
     Skipped with a reason: empty, truncated or non-image files, decompression bombs (over
     PIL.Image.MAX_IMAGE_PIXELS), images thinner than 1:10. Outputs are written under a
     temporary name and renamed, so files are always whole.
+
+    \b
+    Environment: MUNIT_RT_WINOGRAD=auto|on|off (default auto): on the CPU, ONNX Runtime
+    runs wide 3x3 convolutions (harmonic mean of in/out channels >= 200, e.g. 256 -> 256)
+    as Winograd F(4x4, 3x3), the same result up to float rounding (~1e-5); `on` rewrites
+    every 3x3 conv, `off` runs the graphs as exported.
     """
     import signal
     import warnings
