@@ -396,3 +396,24 @@ def test_stargan_image_smaller_than_the_crop_uses_its_largest_centred_square(sta
     with torch.no_grad():
         expected = to_uint8(stargan["gen"](to_input(square), torch.tensor([[0.0, 1.0, 0.0]])))
     assert_pixels_match(tmp_path / "out" / "small.png", expected)
+
+
+def test_winograd_rewrite_keeps_cyclegan_and_stargan_equal_to_pytorch(cyclegan, stargan):
+    """Every 3x3 stride-1 conv rewritten ("on"): two per residual block in both generators (the stride-2
+    downsampling convs and the 7x7/4x4 ones stay), outputs still the PyTorch modules' (<= 1e-4)."""
+    import munit_rt
+
+    images = np.random.default_rng(14).uniform(-1, 1, (2, 3, 28, 36)).astype(np.float32)
+    with munit_rt.Translator(cyclegan["bundle"], backend="onnxruntime", winograd="on") as t:
+        fast = t.generate(images, "a2b")
+        assert t.backend.rewritten_convs == {"generator_a2b": 2 * CYCLEGAN["n_blocks"]}
+    with torch.no_grad():
+        np.testing.assert_allclose(fast, cyclegan["gens"]["G_A"](torch.from_numpy(images)).numpy(), atol=1e-4, rtol=0)
+
+    label = np.array([0, 1, 1], np.float32)
+    with munit_rt.Translator(stargan["bundle"], backend="onnxruntime", winograd="on") as t:
+        fast = t.generate(images[:, :, :, :28], label)
+        assert t.backend.rewritten_convs == {"generator": 2 * STARGAN["g_repeat_num"]}
+    with torch.no_grad():
+        want = stargan["gen"](torch.from_numpy(images[:, :, :, :28]), torch.from_numpy(np.tile(label, (2, 1))))
+    np.testing.assert_allclose(fast, want.numpy(), atol=1e-4, rtol=0)
