@@ -63,6 +63,13 @@ def output_transform() -> np.ndarray:
     return np.einsum("ia,jb->ijab", A_T, A_T).reshape(OUT * OUT, TAPS).astype(np.float32)
 
 
+def unavailable_reason() -> str | None:
+    """None when the rewrite can run (it edits graphs with the `onnx` package, a dependency of munit-rt)."""
+    import importlib.util
+
+    return None if importlib.util.find_spec("onnx") else "onnx is not installed (pip install onnx)"
+
+
 def threshold_for(mode: str) -> float | None:
     """Least harmonic mean of the channel counts a rewritten conv has: auto -> where it pays, on -> any, off -> None
     (no rewrite)."""

@@ -244,3 +244,12 @@ def test_cuda_sessions_get_the_graph_as_exported(tiny):
         backend.run("content_encoder_a", {"image": np.zeros((1, 3, 32, 32), np.float32)})
     assert handed["model"] == bundle.graph_bytes("content_encoder_a", "fp32")
     assert backend.rewritten_convs == {}
+
+
+def test_without_onnx_the_graphs_run_as_exported(tiny, monkeypatch):
+    """An installation missing `onnx` still translates (as exported), and the device line says why."""
+    monkeypatch.setattr(winograd, "unavailable_reason", lambda: "onnx is not installed (pip install onnx)")
+    with OnnxRuntimeBackend(Bundle(tiny[1]), winograd="on") as backend:
+        backend.run("content_encoder_a", {"image": np.zeros((1, 3, 32, 32), np.float32)})
+        assert backend.rewritten_convs == {"content_encoder_a": 0}
+        assert backend.device.endswith("Winograd 3x3 convs: off, onnx is not installed (pip install onnx)")

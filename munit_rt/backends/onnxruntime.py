@@ -89,8 +89,11 @@ class OnnxRuntimeBackend(Backend):
     def device(self) -> str:
         if self._on_cuda:
             return "cuda"
-        convs = "" if self._winograd_for_cpu == "off" else f", Winograd 3x3 convs: {self.winograd}"
-        return f"cpu, {self._threads or physical_cores()} threads{convs}"
+        cpu = f"cpu, {self._threads or physical_cores()} threads"
+        if self.winograd == "off" or self.precision != "fp32":
+            return cpu
+        reason = winograd.unavailable_reason()
+        return f"{cpu}, Winograd 3x3 convs: " + (f"off, {reason}" if reason else self.winograd)
 
     @property
     def _on_cuda(self) -> bool:
@@ -98,8 +101,10 @@ class OnnxRuntimeBackend(Backend):
 
     @property
     def _winograd_for_cpu(self) -> str:
-        """The rewrite only targets ONNX Runtime's FP32 CPU kernels; CUDA and FP16 graphs run as exported."""
-        return self.winograd if self.precision == "fp32" else "off"
+        """The rewrite only targets ONNX Runtime's FP32 CPU kernels; CUDA and FP16 graphs run as exported, and so
+        does everything in an installation without `onnx` (slower, still correct; the run summary says so)."""
+        usable = self.precision == "fp32" and winograd.unavailable_reason() is None
+        return self.winograd if usable else "off"
 
     def _open(self) -> None:
         import onnxruntime
