@@ -279,6 +279,7 @@ def _translate_family(todo: list[InputImage], bundle: Bundle, options: Translate
     finally:
         translator.close()
 
+
 def _sheet_reason(relpath: str, sheets: dict[str, str]) -> str:
     translated = relpath if relpath in sheets else next(k for k, v in sheets.items() if v == relpath)
     return (f"the translation of {translated} and the --grid contact sheet of {sheets[translated]} would be the "

@@ -109,7 +109,6 @@ def rewrite_model(model, min_harmonic_mean: float = AUTO_MIN_HARMONIC_MEAN) -> i
     if count:
         del graph.node[:]
         graph.node.extend(new_nodes)
-        _drop_unused_initializers(graph, rewriter.replaced)
     return count
 
 
@@ -123,8 +122,8 @@ def _attribute(node, name: str, default):
 
 
 def _plan(node, initializers: dict, min_harmonic_mean: float):
-    """((K, C), bias or None, pads) for a float32 3x3 stride-1 dense Conv worth rewriting, else None."""
-    from onnx import TensorProto, numpy_helper
+    """((K, C), bias name or None, pads) for a float32 3x3 stride-1 dense Conv worth rewriting, else None."""
+    from onnx import TensorProto
 
     if node.op_type != "Conv" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
         return None
@@ -145,8 +144,7 @@ def _plan(node, initializers: dict, min_harmonic_mean: float):
     if auto_pad not in ("NOTSET", "VALID"):
         return None
     pads = [0, 0, 0, 0] if auto_pad == "VALID" else list(_attribute(node, "pads", [0, 0, 0, 0]))
-    bias_array = numpy_helper.to_array(bias) if bias is not None else None
-    return (out_channels, in_channels), bias_array, pads
+    return (out_channels, in_channels), node.input[2] if bias is not None else None, pads
 
 
 class _Rewriter:
@@ -157,7 +155,6 @@ class _Rewriter:
         self.taken = {t.name for t in graph.initializer} | {v.name for v in graph.input} | \
             {o for n in graph.node for o in n.output} | {n.name for n in graph.node}
         self.shared: dict[str, str] = {}
-        self.replaced: set[str] = set()  # initializers the replaced convs read
 
     def fresh(self, base: str) -> str:
         name, i = base, 1
@@ -177,11 +174,10 @@ class _Rewriter:
             self.shared[base] = name
         return name
 
-    def replace(self, node, channels: tuple[int, int], bias: np.ndarray | None, pads: list[int]) -> list:
+    def replace(self, node, channels: tuple[int, int], bias: str | None, pads: list[int]) -> list:
         from onnx import helper
 
         out_channels, in_channels = channels
-        self.replaced.update(node.input[2:])  # the bias moves to an Add; the weight feeds the filter transform
         x, y = node.input[0], node.output[0]
         prefix = f"{node.name or y}/winograd"
         t = lambda what: self.fresh(f"{prefix}/{what}")  # noqa: E731 - a local namer reads better than a method
@@ -234,17 +230,9 @@ class _Rewriter:
             helper.make_node("Slice", [full, zeros, out_hw, spatial], [cut if bias is not None else y],
                              name=t("cut")),
         ]
-        if bias is not None:
-            b = self.constant(f"{prefix}/bias", bias.astype(np.float32).reshape(1, out_channels, 1, 1))
-            nodes.append(helper.make_node("Add", [cut, b], [y], name=t("bias")))
+        if bias is not None:  # the conv's own [K] bias, viewed as [1, K, 1, 1] (folded at session creation)
+            per_channel = self.constant("winograd/shape_bias", ints([1, -1, 1, 1]), True)
+            b = t("bias_nchw")
+            nodes += [helper.make_node("Reshape", [bias, per_channel], [b], name=t("reshape_bias")),
+                      helper.make_node("Add", [cut, b], [y], name=t("bias"))]
         return nodes
-
-
-def _drop_unused_initializers(graph, candidates: set[str]) -> None:
-    """The replaced convs' biases (now [1, K, 1, 1] copies), once nothing else reads them."""
-    if any(attr.g.node or attr.graphs for node in graph.node for attr in node.attribute):
-        return  # subgraphs may read outer initializers: keep everything
-    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
-    kept = [t for t in graph.initializer if t.name not in candidates or t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
