@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	# torch/torchvision pinned to the builds on this project's machines' local disk (no multi-GB download)
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e '.[train,export,dev,bench]'
-	$(PY) -c "import torch, onnx, onnxruntime, munit_rt, training, export" \
+	$(PY) -c "import torch, onnx, onnxruntime, munit_rt, munit_rt.training, munit_rt.export" \
 		|| { echo "venv is incomplete: an install step failed" >&2; exit 1; }
 	touch $(STAMP)
 

@@ -34,10 +34,10 @@ def build_default_model(work: Path, gen: dict[str, int], size: int, precision: s
     """Random-weight checkpoint (seed 0) and its bundle in `work`, and the export's seconds (None: reused)."""
     import torch
 
-    import export
-    from training.checkpoint import save_generators
-    from training.config import config_from_dict
-    from training.munit import AdaINGen
+    from munit_rt import export
+    from munit_rt.training.checkpoint import save_generators
+    from munit_rt.training.config import config_from_dict
+    from munit_rt.training.munit import AdaINGen
 
     config = config_from_dict({"gen": gen, "new_size": size, "crop_image_height": size, "crop_image_width": size})
     checkpoint, bundle = work / "gen_00000000.pt", work / "bench.bundle"
@@ -73,7 +73,7 @@ def model_context(args: argparse.Namespace, settings: dict[str, Any], cuda: bool
         if checkpoint is None or not checkpoint.is_file():
             problem = f"source checkpoint {checkpoint} not found (pass --checkpoint)"
         elif args.checkpoint is None and source.get("sha256"):
-            from training.checkpoint import file_sha256
+            from munit_rt.training.checkpoint import file_sha256
 
             if file_sha256(checkpoint) != source["sha256"]:
                 problem = f"{checkpoint} is not the checkpoint the bundle was exported from (sha256 differs)"

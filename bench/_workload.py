@@ -125,17 +125,17 @@ class ModelInfo:
             raise Unavailable(self.checkpoint_problem)
         if self.generator_only:
             return self._load_family_generators()
-        from training.checkpoint import load_generators, read_checkpoint
-        from training.config import config_from_dict
+        from munit_rt.training.checkpoint import load_generators, read_checkpoint
+        from munit_rt.training.config import config_from_dict
 
         config = config_from_dict(self.manifest["config"], source=f"bundle {self.bundle.path} manifest.json config")
         return load_generators(read_checkpoint(self.checkpoint, config=config))
 
     def _load_family_generators(self) -> dict[str, Any]:
         """As munit_rt.backends.torch does: read_any_checkpoint, the sha256 check, registry.load_generators."""
-        from training.checkpoint import read_any_checkpoint
-        from training.config import family_config_from_dict
-        from training.registry import load_generators
+        from munit_rt.training.checkpoint import read_any_checkpoint
+        from munit_rt.training.config import family_config_from_dict
+        from munit_rt.training.registry import load_generators
 
         label = f"bundle {self.bundle.path}"
         config = family_config_from_dict(self.manifest["config"], source=f"{label} manifest.json config",

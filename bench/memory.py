@@ -81,10 +81,10 @@ def tiny_bundle(work: Path) -> Path:
     sys.path.insert(0, str(REPO))
     import torch
 
-    import export
-    from training.checkpoint import save_generators
-    from training.config import config_from_dict
-    from training.munit import AdaINGen
+    from munit_rt import export
+    from munit_rt.training.checkpoint import save_generators
+    from munit_rt.training.config import config_from_dict
+    from munit_rt.training.munit import AdaINGen
 
     config = config_from_dict(TINY_CONFIG, source="bench/memory.py tiny config")
     torch.manual_seed(0)

@@ -101,11 +101,11 @@ def untrained_bundle(config_dict: dict, seed: int, out_dir: Path) -> Path:
     """The same architecture with the trainer's initial weights (seeded), exported as an fp32 bundle."""
     import torch
 
-    from export import export_bundle
-    from training.checkpoint import save_generators
-    from training.config import config_from_dict
-    from training.init import weights_init
-    from training.munit import AdaINGen
+    from munit_rt.export import export_bundle
+    from munit_rt.training.checkpoint import save_generators
+    from munit_rt.training.config import config_from_dict
+    from munit_rt.training.init import weights_init
+    from munit_rt.training.munit import AdaINGen
 
     config = config_from_dict(config_dict, source="bundle manifest")
     torch.manual_seed(seed)

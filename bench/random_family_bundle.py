@@ -30,18 +30,18 @@ def main(argv=None) -> Path:
 
     import torch
 
-    import export
-    from training.checkpoint import save_family_checkpoint
-    from training.config import family_config_from_dict
+    from munit_rt import export
+    from munit_rt.training.checkpoint import save_family_checkpoint
+    from munit_rt.training.config import family_config_from_dict
 
     config = family_config_from_dict(DEFAULTS[args.family], source="bench defaults")
     torch.manual_seed(0)
     if args.family == "cyclegan":
-        from training.cyclegan import build_generator
+        from munit_rt.training.cyclegan import build_generator
 
         generators = {key: build_generator(config, key).eval() for key in ("G_A", "G_B")}
     else:
-        from training.stargan import build_generator
+        from munit_rt.training.stargan import build_generator
 
         generators = {"G": build_generator(config).eval()}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -52,10 +52,10 @@ def build_model(work: Path, size: int):
     """Random-weight checkpoint at the official default config, and its bundle via export.export_bundle."""
     import torch
 
-    import export
-    from training.checkpoint import load_generators, read_checkpoint, save_generators
-    from training.config import config_from_dict
-    from training.munit import AdaINGen
+    from munit_rt import export
+    from munit_rt.training.checkpoint import load_generators, read_checkpoint, save_generators
+    from munit_rt.training.config import config_from_dict
+    from munit_rt.training.munit import AdaINGen
 
     config = config_from_dict({"gen": {"dim": 64, "n_res": 4, "style_dim": 8, "mlp_dim": 256, "n_downsample": 2},
                                "new_size": size, "crop_image_height": size, "crop_image_width": size})

@@ -1,6 +1,6 @@
 """ONNX export of MUNIT, CycleGAN and StarGAN checkpoints into self-describing bundles (docs/bundle-format.md).
 
-    from export import export_bundle
+    from munit_rt.export import export_bundle
     bundle_dir = export_bundle("run/checkpoints/gen_00010000.pt", "model.bundle")
     export_bundle(["latest_net_G_A.pth", "latest_net_G_B.pth"], config="cyclegan.yaml")  # an upstream pair
     export_bundle("200000-G.ckpt")  # upstream StarGAN with upstream defaults (no config in the file)
@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
-from export.errors import ExportError
+from munit_rt.export.errors import ExportError
 
 __all__ = ["ExportError", "export_bundle", "PRECISIONS", "DEFAULT_PRECISION"]
 
@@ -53,8 +53,8 @@ def export_bundle(ckpt_path: str | Path | Sequence[str | Path], out_dir: str | P
     Raises ExportError (or training's CheckpointError/ConfigError) with a one-line message; on any failure
     nothing is left behind.
     """
-    from export.bundle_writer import check_destination, default_bundle_dir, make_staging_dir, publish
-    from export.onnx_export import DEFAULT_OPSET, UPSAMPLE_MODES
+    from munit_rt.export.bundle_writer import check_destination, default_bundle_dir, make_staging_dir, publish
+    from munit_rt.export.onnx_export import DEFAULT_OPSET, UPSAMPLE_MODES
 
     if upsample not in UPSAMPLE_MODES:
         raise ExportError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
@@ -93,7 +93,7 @@ def _checked_paths(ckpt_path) -> list[Path]:
 def _checked_opset(opset: int) -> int:
     import onnx
 
-    from export.onnx_export import MAX_OPSET, MIN_OPSET
+    from munit_rt.export.onnx_export import MAX_OPSET, MIN_OPSET
 
     newest = min(MAX_OPSET, onnx.defs.onnx_opset_version())
     if not MIN_OPSET <= opset <= newest:
@@ -103,12 +103,12 @@ def _checked_opset(opset: int) -> int:
 
 def _write_bundle(staging: Path, paths: list[Path], config, precisions: tuple[str, ...], opset: int, atol: float,
                   min_psnr: float, say: Callable[[str], None], trust_checkpoint: bool, upsample: str) -> dict:
-    from export.bundle_writer import build_family_manifest, build_manifest, write_file, write_manifest
-    from export.fp16 import convert_to_fp16
-    from export.onnx_export import describe_family_graphs, export_graph, validate_graph
-    from export.parity import check_fp16, check_fp32, make_cases
-    from training.checkpoint import read_any_checkpoint
-    from training.registry import load_generators
+    from munit_rt.export.bundle_writer import build_family_manifest, build_manifest, write_file, write_manifest
+    from munit_rt.export.fp16 import convert_to_fp16
+    from munit_rt.export.onnx_export import describe_family_graphs, export_graph, validate_graph
+    from munit_rt.export.parity import check_fp16, check_fp32, make_cases
+    from munit_rt.training.checkpoint import read_any_checkpoint
+    from munit_rt.training.registry import load_generators
 
     ckpt = read_any_checkpoint(paths[0] if len(paths) == 1 else list(paths), config=config, trust=trust_checkpoint)
     gens = load_generators(ckpt)

@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from export.errors import ExportError
+from munit_rt.export.errors import ExportError
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
@@ -79,7 +79,7 @@ def build_family_manifest(*, ckpt, opset: int, precisions: list[str], graphs: di
     family's own (CycleGAN: domains, directions; StarGAN: channels, labels)."""
     from munit_rt import __version__
 
-    from export.onnx_export import GENERATOR_MULTIPLE
+    from munit_rt.export.onnx_export import GENERATOR_MULTIPLE
 
     config = ckpt.config
     files = {record["path"]: record["sha256"] for graph in graphs.values() for record in graph["files"].values()}
@@ -106,7 +106,7 @@ def build_family_manifest(*, ckpt, opset: int, precisions: list[str], graphs: di
                                   "mean": [0.5] * channels, "std": [0.5] * channels, "value_range": [-1.0, 1.0],
                                   "load_size": config.load_size, "crop_size": config.crop_size}
     else:
-        from training.stargan import IMAGE_CHANNELS
+        from munit_rt.training.stargan import IMAGE_CHANNELS
 
         manifest["channels"] = IMAGE_CHANNELS
         # upstream and training/celeba.py: center crop crop_size x crop_size, resize to image_size (bilinear)
@@ -148,7 +148,7 @@ def stargan_labels(config) -> dict:
 def source_record(ckpt) -> dict:
     """`source_checkpoint` of a CycleGAN/StarGAN bundle: the MUNIT keys (first file's name and path; sha256
     as `read_any_checkpoint` gives it), where the config came from, and every file with its own sha256."""
-    from training.checkpoint import file_sha256
+    from munit_rt.training.checkpoint import file_sha256
 
     by_file: dict[str, list[str]] = {}
     for key in ckpt.state_dicts:

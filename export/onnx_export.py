@@ -28,10 +28,10 @@ import onnx
 import torch
 from torch import nn
 
-from export.errors import ExportError
-from export.operators import check_tensorrt_ops
-from export.subpixel import SubpixelDecoder
-from training.munit import STYLE_ENCODER_DOWNSAMPLES, AdaINGen
+from munit_rt.export.errors import ExportError
+from munit_rt.export.operators import check_tensorrt_ops
+from munit_rt.export.subpixel import SubpixelDecoder
+from munit_rt.training.munit import STYLE_ENCODER_DOWNSAMPLES, AdaINGen
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 17  # TensorRT 8.5 parses up to 17
@@ -247,7 +247,7 @@ def _cyclegan_specs(gens: dict[str, nn.Module], config) -> list[GraphSpec]:
 
 
 def _stargan_specs(gens: dict[str, nn.Module], config) -> list[GraphSpec]:
-    from training.stargan import IMAGE_CHANNELS
+    from munit_rt.training.stargan import IMAGE_CHANNELS
 
     rng = torch.Generator().manual_seed(0)
     c_dim = config.c_dim

@@ -12,7 +12,7 @@ bias ("Scales `scale` and biases `B` must be initializers").
 """
 from __future__ import annotations
 
-from export.errors import ExportError
+from munit_rt.export.errors import ExportError
 
 TENSORRT_ONNX_OPS = frozenset({
     # elementwise arithmetic and math

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from export.onnx_export import GENERATOR_MULTIPLE, GENERATOR_UNIT, GraphSpec, parity_unit, spatial_multiple
+from munit_rt.export.onnx_export import GENERATOR_MULTIPLE, GENERATOR_UNIT, GraphSpec, parity_unit, spatial_multiple
 
 BATCH_SIZES = (1, 3)
 IMAGE_ROLES = ("decoder", "generator")  # graphs whose output is an image in [-1, 1]

@@ -76,8 +76,8 @@ def folder_mb(folder: Path) -> float:
 
 def ship(ckpt: Path, out: Path, force: bool) -> float:
     """Export, add the card, check the size, then publish; returns the size in MB."""
-    from export import ExportError, export_bundle
-    from export.bundle_writer import check_destination, publish
+    from munit_rt.export import ExportError, export_bundle
+    from munit_rt.export.bundle_writer import check_destination, publish
 
     check_destination(out, force)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".ship", dir=out.parent))
@@ -102,10 +102,10 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     args = parser.parse_args()
 
-    from export import ExportError
+    from munit_rt.export import ExportError
     from munit_rt.bundle import Bundle
     from munit_rt.errors import BundleError
-    from training.errors import TrainingError
+    from munit_rt.training.errors import TrainingError
 
     try:
         size = ship(args.checkpoint, args.out, args.force)

@@ -194,8 +194,8 @@ def _dispatch_flops(module, *inputs) -> int:
 def test_flops_of_exported_graphs_match_pytorch_hooks(quick, precision):
     import torch
 
-    from export.subpixel import SubpixelDecoder
-    from training.checkpoint import load_generators, read_checkpoint
+    from munit_rt.export.subpixel import SubpixelDecoder
+    from munit_rt.training.checkpoint import load_generators, read_checkpoint
 
     work = quick[0]["work"]
     gens = load_generators(read_checkpoint(work / "gen_00000000.pt"))
@@ -320,10 +320,10 @@ def export_family(root: Path, family: str, seed: int) -> dict:
     """A random-weight munit-rt checkpoint of `family` and its FP32 bundle in `root`: {ckpt, gens, config, bundle}."""
     import torch
 
-    from export import export_bundle
-    from training.checkpoint import save_family_checkpoint
-    from training.config import family_config_from_dict
-    from training.registry import get_family
+    from munit_rt.export import export_bundle
+    from munit_rt.training.checkpoint import save_family_checkpoint
+    from munit_rt.training.config import family_config_from_dict
+    from munit_rt.training.registry import get_family
 
     config = family_config_from_dict(FAMILY_CONFIGS[family], source="test")
     torch.manual_seed(seed)

@@ -91,7 +91,7 @@ def test_checkpoints_missing_or_not_the_exported_one(families, tmp_path):
 
     from bench._model import family_model
     from bench._runners import Unavailable
-    from training.checkpoint import save_family_checkpoint
+    from munit_rt.training.checkpoint import save_family_checkpoint
 
     exported = families["cyclegan"]
     model = model_of(exported["bundle"])

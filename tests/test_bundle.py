@@ -20,9 +20,9 @@ def build_tiny_bundle(tmp_path_factory) -> tuple[Path, Path]:
     if not (bundle / "manifest.json").is_file():
         from conftest import make_generators, tiny_config_dict
 
-        import export
-        from training.checkpoint import save_generators
-        from training.config import config_from_dict
+        from munit_rt import export
+        from munit_rt.training.checkpoint import save_generators
+        from munit_rt.training.config import config_from_dict
 
         root.mkdir(parents=True, exist_ok=True)
         config = config_from_dict(tiny_config_dict(), source="tiny")

@@ -58,7 +58,7 @@ def test_train_writes_checkpoints_config_and_logs(tmp_path, data_dir):
 
 
 def _expected_counts(config) -> dict[str, int]:
-    from training.munit import AdaINGen
+    from munit_rt.training.munit import AdaINGen
 
     gen = AdaINGen(3, config.gen)
     return {name: sum(p.numel() for p in getattr(gen, name).parameters())
@@ -160,7 +160,7 @@ def test_resume_without_snapshot_is_an_error(tmp_path, data_dir):
 
 
 def test_help_works_without_torch():
-    code = ("import sys; sys.modules['torch'] = None; sys.modules['training'] = None\n"
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['munit_rt.training'] = None\n"
             "from munit_rt.cli import cli\n"
             "for args in (['--help'], ['train', '--help'], ['info', '--help']):\n"
             "    try:\n        cli(args, prog_name='munit-rt')\n"

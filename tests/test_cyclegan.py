@@ -12,12 +12,12 @@ import torch
 from click.testing import CliRunner
 from torch.nn import functional as F
 
-from training.checkpoint import read_any_checkpoint, save_family_checkpoint
-from training.config import CycleGanConfig, family_config_from_dict, load_any_config
-from training.cyclegan import NLayerDiscriminator, ResnetGenerator, round_to_multiple
-from training.cyclegan_trainer import CycleGanTrainer, ImagePool, linear_decay_rule, train
-from training.errors import CheckpointError, ConfigError
-from training.registry import FAMILIES, load_generators
+from munit_rt.training.checkpoint import read_any_checkpoint, save_family_checkpoint
+from munit_rt.training.config import CycleGanConfig, family_config_from_dict, load_any_config
+from munit_rt.training.cyclegan import NLayerDiscriminator, ResnetGenerator, round_to_multiple
+from munit_rt.training.cyclegan_trainer import CycleGanTrainer, ImagePool, linear_decay_rule, train
+from munit_rt.training.errors import CheckpointError, ConfigError
+from munit_rt.training.registry import FAMILIES, load_generators
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_YAML = REPO / "training" / "configs" / "cyclegan_tiny.yaml"

@@ -111,7 +111,7 @@ def test_model_card_is_listed_and_verified(tiny, tmp_path):
 
 
 def test_ship_refuses_an_oversized_bundle_and_leaves_nothing(tiny, tmp_path, monkeypatch):
-    from export import ExportError
+    from munit_rt.export import ExportError
 
     ship = load_script("ship_default_model")
     monkeypatch.setattr(ship, "MAX_MB", 0.0)

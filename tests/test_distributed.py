@@ -21,8 +21,8 @@ import torch
 import yaml
 from PIL import Image
 
-from training import distributed
-from training.data import EpochBatchSampler
+from munit_rt.training import distributed
+from munit_rt.training.data import EpochBatchSampler
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "training" / "configs"

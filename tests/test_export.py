@@ -29,9 +29,9 @@ ATOL = 1e-4
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from export import export_bundle
-    from training.checkpoint import load_generators, read_checkpoint, save_generators
-    from training.config import config_from_dict
+    from munit_rt.export import export_bundle
+    from munit_rt.training.checkpoint import load_generators, read_checkpoint, save_generators
+    from munit_rt.training.config import config_from_dict
 
     config = config_from_dict(tiny_config_dict(), source="tiny")
     ckpt = tmp_path_factory.mktemp("run") / "gen_00000010.pt"
@@ -126,7 +126,7 @@ def all_graph_files(bundle: Path) -> list[Path]:
 
 
 def test_every_graph_is_valid_onnx_with_tensorrt_ops_only(exported):
-    from export.operators import TENSORRT_ONNX_OPS
+    from munit_rt.export.operators import TENSORRT_ONNX_OPS
 
     files = all_graph_files(exported["bundle"])
     assert len(files) == 16
@@ -248,7 +248,7 @@ def test_every_file_is_listed_with_its_sha256(exported):
 
 
 def test_a_changed_byte_is_detected(exported, tmp_path):
-    from export.bundle_writer import verify_bundle
+    from munit_rt.export.bundle_writer import verify_bundle
 
     copy = shutil.copytree(exported["bundle"], tmp_path / "copy.bundle")
     assert verify_bundle(copy) == []
@@ -265,8 +265,8 @@ def test_a_changed_byte_is_detected(exported, tmp_path):
 def test_unsupported_operator_and_training_batchnorm_are_refused():
     from onnx import TensorProto, helper
 
-    from export.errors import ExportError
-    from export.operators import check_tensorrt_ops
+    from munit_rt.export.errors import ExportError
+    from munit_rt.export.operators import check_tensorrt_ops
 
     def model(*nodes):
         x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
@@ -282,7 +282,7 @@ def test_unsupported_operator_and_training_batchnorm_are_refused():
 
 
 def test_psnr_and_atol_comparisons():
-    from export.parity import compare_atol, compare_psnr
+    from munit_rt.export.parity import compare_atol, compare_psnr
 
     reference = np.zeros((2, 3, 4, 4), np.float32)
     noisy = reference + 0.02  # MSE 4e-4 against a peak of 2: 10*log10(4 / 4e-4) = 40 dB
@@ -294,8 +294,8 @@ def test_psnr_and_atol_comparisons():
 
 
 def test_publish_refuses_or_swaps_atomically(tmp_path):
-    from export.bundle_writer import make_staging_dir, publish
-    from export.errors import ExportError
+    from munit_rt.export.bundle_writer import make_staging_dir, publish
+    from munit_rt.export.errors import ExportError
 
     out = tmp_path / "model.bundle"
     out.mkdir()

@@ -30,7 +30,7 @@ def run_export(*args: str):
 @pytest.fixture(scope="module")
 def official_export(tmp_path_factory):
     """An official-format checkpoint (no config inside) exported with its YAML through the CLI."""
-    from training.config import config_from_dict
+    from munit_rt.training.config import config_from_dict
 
     root = tmp_path_factory.mktemp("official")
     config = config_from_dict(tiny_config_dict(), source="tiny")
@@ -43,7 +43,7 @@ def official_export(tmp_path_factory):
 
 
 def test_official_checkpoint_with_yaml_exports_and_matches_pytorch(official_export):
-    from training.checkpoint import load_generators, read_checkpoint
+    from munit_rt.training.checkpoint import load_generators, read_checkpoint
 
     result, bundle = official_export["result"], official_export["bundle"]
     assert result.exit_code == 0, result.output
@@ -158,7 +158,7 @@ def test_failed_parity_check_leaves_nothing_behind(tiny_checkpoint, tmp_path):
 
 # -- the command itself -----------------------------------------------------------------------------
 def test_options_are_passed_to_export_bundle(monkeypatch, tiny_checkpoint, tmp_path):
-    import export
+    from munit_rt import export
 
     calls = {}
 
@@ -182,6 +182,6 @@ def test_options_are_passed_to_export_bundle(monkeypatch, tiny_checkpoint, tmp_p
 def test_help_and_no_torch_at_import():
     result = CliRunner().invoke(cli, ["export", "--help"])
     assert result.exit_code == 0 and "--precision" in result.output and "--min-psnr" in result.output
-    code = "import sys, munit_rt.cli.export; print(sorted({'torch', 'onnx', 'export'} & set(sys.modules)))"
+    code = "import sys, munit_rt.cli.export; print(sorted({'torch', 'onnx', 'munit_rt.export'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -32,13 +32,13 @@ STARGAN = {"family": "stargan", "g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num"
 
 
 def family_config(data: dict):
-    from training.config import family_config_from_dict
+    from munit_rt.training.config import family_config_from_dict
 
     return family_config_from_dict(data, source="test")
 
 
 def cyclegan_generators(config, seed: int) -> dict:
-    from training.cyclegan import build_generator
+    from munit_rt.training.cyclegan import build_generator
 
     torch.manual_seed(seed)
     return {key: build_generator(config, key).eval() for key in ("G_A", "G_B")}
@@ -47,7 +47,7 @@ def cyclegan_generators(config, seed: int) -> dict:
 def stargan_generator(config, seed: int):
     """Random weights, norm affines away from (1, 0), and running statistics far from any image's: the
     graph must use per-image statistics, as the module does."""
-    from training.stargan import build_generator
+    from munit_rt.training.stargan import build_generator
 
     torch.manual_seed(seed)
     gen = build_generator(config)
@@ -80,8 +80,8 @@ def sha256(path: Path) -> str:
 @pytest.fixture(scope="module")
 def cyclegan_bundle(tmp_path_factory):
     """munit-rt cyclegan_XXXXXXXX.pt (config inside) exported through the API, both precisions."""
-    from export import export_bundle
-    from training.checkpoint import save_family_checkpoint
+    from munit_rt.export import export_bundle
+    from munit_rt.training.checkpoint import save_family_checkpoint
 
     root = tmp_path_factory.mktemp("cyclegan")
     config = family_config(CYCLEGAN)
@@ -96,8 +96,8 @@ def cyclegan_bundle(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stargan_bundle(tmp_path_factory):
-    from export import export_bundle
-    from training.checkpoint import save_family_checkpoint
+    from munit_rt.export import export_bundle
+    from munit_rt.training.checkpoint import save_family_checkpoint
 
     root = tmp_path_factory.mktemp("stargan")
     config = family_config(STARGAN)
@@ -203,7 +203,7 @@ def all_graph_files(*bundles: Path) -> list[Path]:
 
 
 def test_every_graph_is_valid_onnx_with_tensorrt_ops_only(cyclegan_bundle, stargan_bundle, upstream_pair_export):
-    from export.operators import TENSORRT_ONNX_OPS, initializer_input_problems
+    from munit_rt.export.operators import TENSORRT_ONNX_OPS, initializer_input_problems
 
     assert "ConvTranspose" in TENSORRT_ONNX_OPS  # onnx-tensorrt docs/operators.md: Y (2D/3D, W an initializer)
     files = all_graph_files(cyclegan_bundle["bundle"], stargan_bundle["bundle"], upstream_pair_export["bundle"])
@@ -255,7 +255,7 @@ def test_fp16_graphs_stay_within_the_psnr_bound(cyclegan_bundle, stargan_bundle)
 
 # -- manifests -----------------------------------------------------------------------------------------------
 def check_files_and_hashes(bundle: Path, manifest: dict) -> None:
-    from export.bundle_writer import verify_bundle
+    from munit_rt.export.bundle_writer import verify_bundle
 
     on_disk = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()} - {"manifest.json"}
     assert on_disk == set(manifest["files"])
@@ -324,7 +324,7 @@ def test_stargan_manifest(stargan_bundle):
 
 
 def test_stargan_label_layout_with_two_datasets():
-    from export.bundle_writer import stargan_labels
+    from munit_rt.export.bundle_writer import stargan_labels
 
     config = family_config({**STARGAN, "selected_attrs": ["Blond_Hair", "Young"], "attr_path_2": "rafd.txt",
                             "selected_attrs_2": ["happy", "sad", "Brown_Hair"]})

@@ -32,16 +32,16 @@ STARGAN = {"family": "stargan", "g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num"
 
 
 def family_config(data: dict):
-    from training.config import family_config_from_dict
+    from munit_rt.training.config import family_config_from_dict
 
     return family_config_from_dict(data, source="test")
 
 
 @pytest.fixture(scope="module")
 def cyclegan(tmp_path_factory):
-    from export import export_bundle
-    from training.checkpoint import save_family_checkpoint
-    from training.cyclegan import build_generator
+    from munit_rt.export import export_bundle
+    from munit_rt.training.checkpoint import save_family_checkpoint
+    from munit_rt.training.cyclegan import build_generator
 
     root = tmp_path_factory.mktemp("cyclegan_rt")
     config = family_config(CYCLEGAN)
@@ -54,9 +54,9 @@ def cyclegan(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stargan(tmp_path_factory):
-    from export import export_bundle
-    from training.checkpoint import save_family_checkpoint
-    from training.stargan import build_generator
+    from munit_rt.export import export_bundle
+    from munit_rt.training.checkpoint import save_family_checkpoint
+    from munit_rt.training.stargan import build_generator
 
     root = tmp_path_factory.mktemp("stargan_rt")
     config = family_config(STARGAN)

@@ -152,9 +152,9 @@ def stargan_bundle(tmp_path_factory) -> Path:
     pytest.importorskip("onnx", reason="the StarGAN bundle is exported here (pip install 'munit-rt[export]')")
     from test_families_runtime import STARGAN, family_config
 
-    from export import export_bundle
-    from training.checkpoint import save_family_checkpoint
-    from training.stargan import build_generator
+    from munit_rt.export import export_bundle
+    from munit_rt.training.checkpoint import save_family_checkpoint
+    from munit_rt.training.stargan import build_generator
 
     root = tmp_path_factory.mktemp("stargan_ray")
     config = family_config(STARGAN)

@@ -16,13 +16,13 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from training.celeba import read_attribute_file, select_labels, split_entries
-from training.checkpoint import read_any_checkpoint, save_family_checkpoint
-from training.config import StarGanConfig, family_config_from_dict
-from training.errors import CheckpointError, ConfigError, DataError
-from training.registry import load_generators
-from training.stargan import Discriminator, Generator, InputStatsInstanceNorm2d
-from training.stargan_trainer import StarGanTrainer, gradient_penalty, lr_factor, open_datasets
+from munit_rt.training.celeba import read_attribute_file, select_labels, split_entries
+from munit_rt.training.checkpoint import read_any_checkpoint, save_family_checkpoint
+from munit_rt.training.config import StarGanConfig, family_config_from_dict
+from munit_rt.training.errors import CheckpointError, ConfigError, DataError
+from munit_rt.training.registry import load_generators
+from munit_rt.training.stargan import Discriminator, Generator, InputStatsInstanceNorm2d
+from munit_rt.training.stargan_trainer import StarGanTrainer, gradient_penalty, lr_factor, open_datasets
 
 ATTRS = ("Bangs", "Smiling", "Male")
 
@@ -313,7 +313,7 @@ def test_cli_info_on_upstream_file(tmp_path):
 def test_two_dataset_resume_reproduces_uninterrupted_run(tmp_path):
     import yaml
 
-    from training.stargan_trainer import train
+    from munit_rt.training.stargan_trainer import train
 
     first, second = write_dataset(tmp_path / "data"), write_dataset(tmp_path / "data", ("Happy", "Sad"), seed=1)
     data = {**dataclasses.asdict(tiny(num_iters=4, num_iters_decay=2)), "family": "stargan",

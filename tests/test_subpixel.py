@@ -14,11 +14,11 @@ torch = pytest.importorskip("torch", reason="the rewrite is a torch module built
 onnx = pytest.importorskip("onnx", reason="export needs onnx")
 ort = pytest.importorskip("onnxruntime", reason="the exported graphs run in ONNX Runtime")
 
-from export.subpixel import (PhaseOutputStage, SubpixelDecoder, SubpixelUpsampleConv,  # noqa: E402
+from munit_rt.export.subpixel import (PhaseOutputStage, SubpixelDecoder, SubpixelUpsampleConv,  # noqa: E402
                              output_weights)
 from bench.flops import graph_flops  # noqa: E402
-from training.layers import Conv2dBlock  # noqa: E402
-from training.munit import Decoder  # noqa: E402
+from munit_rt.training.layers import Conv2dBlock  # noqa: E402
+from munit_rt.training.munit import Decoder  # noqa: E402
 
 
 def random_decoder(n_upsample: int, pad_type: str, dim: int = 16, seed: int = 0) -> Decoder:

@@ -42,9 +42,9 @@ def tiny_bundle(tmp_path_factory) -> Path:
     pytest.importorskip("torch", reason="the tiny bundle is exported from PyTorch (pip install 'munit-rt[export]')")
     from conftest import make_generators, tiny_config_dict
 
-    import export
-    from training.checkpoint import save_generators
-    from training.config import config_from_dict
+    from munit_rt import export
+    from munit_rt.training.checkpoint import save_generators
+    from munit_rt.training.config import config_from_dict
 
     root = tmp_path_factory.mktemp("trt_tiny")
     config = config_from_dict(tiny_config_dict(), source="tiny")

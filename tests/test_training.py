@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 
 from conftest import tiny_config_dict, write_images, write_yaml  # noqa: E402
-from training.config import config_from_dict
-from training.data import ImageDataset, find_images, open_training_data, resize_shorter_side
-from training.errors import ConfigError, DataError
-from training.init import weights_init
-from training.munit import AdaINGen, MsImageDis
-from training.trainer import MunitTrainer, TrainingCallback, train
+from munit_rt.training.config import config_from_dict
+from munit_rt.training.data import ImageDataset, find_images, open_training_data, resize_shorter_side
+from munit_rt.training.errors import ConfigError, DataError
+from munit_rt.training.init import weights_init
+from munit_rt.training.munit import AdaINGen, MsImageDis
+from munit_rt.training.trainer import MunitTrainer, TrainingCallback, train
 
 
 @pytest.fixture
@@ -154,7 +154,7 @@ def test_generator_total_weights_every_term():
 
 
 def _write_vgg_file(path: Path, layout: str) -> Path:
-    from training.vgg import _OFFICIAL_NAMES, Vgg16Relu53
+    from munit_rt.training.vgg import _OFFICIAL_NAMES, Vgg16Relu53
 
     torch.manual_seed(0)
     state = Vgg16Relu53().state_dict()
@@ -249,7 +249,7 @@ def test_sample_grids_written(tmp_path, data_dir):
 
 
 def test_refuses_existing_run_and_resume_without_snapshot(tmp_path, data_dir):
-    from training.errors import TrainingError
+    from munit_rt.training.errors import TrainingError
 
     with pytest.raises(TrainingError, match="no gen_XXXXXXXX.pt snapshot"):
         train(config_file(tmp_path), data_dir, tmp_path / "run", max_iter=1, resume=True)
@@ -270,7 +270,7 @@ def test_display_batch_is_fixed(tmp_path):
 
 
 def test_one_channel_domain_trains_and_samples(tmp_path):
-    from training.data import save_image_grid
+    from munit_rt.training.data import save_image_grid
 
     config = config_from_dict(tiny_config_dict(input_dim_a=1))
     trainer = MunitTrainer(config)
@@ -288,7 +288,7 @@ def test_one_channel_domain_trains_and_samples(tmp_path):
 def test_stats_log_without_tensorboard(tmp_path, monkeypatch):
     import sys
 
-    from training.trainer import StatsLog
+    from munit_rt.training.trainer import StatsLog
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import now fails
     with pytest.warns(UserWarning, match="TensorBoard logging skipped"):

@@ -22,7 +22,7 @@ def tiny(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def gens(tiny):
     """The reference: training.munit modules loaded straight from the checkpoint."""
-    from training.checkpoint import load_generators, read_checkpoint
+    from munit_rt.training.checkpoint import load_generators, read_checkpoint
 
     return load_generators(read_checkpoint(tiny[0]))
 

@@ -38,15 +38,15 @@ EXPECTED = {"munit": MUNIT_MODELS | MUNIT_ENSEMBLES,
 def _family_bundle(root: Path, family: str) -> Path:
     import torch
 
-    from export import export_bundle
-    from training.checkpoint import save_family_checkpoint
-    from training.config import family_config_from_dict
+    from munit_rt.export import export_bundle
+    from munit_rt.training.checkpoint import save_family_checkpoint
+    from munit_rt.training.config import family_config_from_dict
 
     bundle = root / f"{family}.bundle"
     if not (bundle / "manifest.json").is_file():
         data = CYCLEGAN if family == "cyclegan" else STARGAN
         config = family_config_from_dict(data, source="test")
-        module = __import__(f"training.{family}", fromlist=["build_generator"])
+        module = __import__(f"munit_rt.training.{family}", fromlist=["build_generator"])
         torch.manual_seed(7)
         gens = ({key: module.build_generator(config, key).eval() for key in ("G_A", "G_B")} if family == "cyclegan"
                 else {"G": module.build_generator(config).eval()})

@@ -180,7 +180,7 @@ def test_backend_with_winograd_matches_pytorch(tiny):
     import torch
     from conftest import tiny_config_dict
 
-    from training.checkpoint import load_generators, read_checkpoint
+    from munit_rt.training.checkpoint import load_generators, read_checkpoint
 
     gens = load_generators(read_checkpoint(tiny[0]))
     images = np.random.default_rng(8).uniform(-1, 1, (2, 3, 32, 40)).astype(np.float32)

@@ -21,9 +21,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from training.data import check_images_readable
-from training.errors import DataError
-from training.loop import load_image, to_tensor
+from munit_rt.training.data import check_images_readable
+from munit_rt.training.errors import DataError
+from munit_rt.training.loop import load_image, to_tensor
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.config import MunitConfig, config_from_dict, load_config
-from training.errors import CheckpointError
+from munit_rt.training.config import MunitConfig, config_from_dict, load_config
+from munit_rt.training.errors import CheckpointError
 
 FORMAT_VERSION = 1
 META_KEY = "munit_rt"
@@ -115,8 +115,8 @@ def _model_part(config: MunitConfig) -> tuple:
 
 def load_generators(ckpt: Checkpoint) -> dict[str, Any]:
     """Build both AdaINGen modules from the checkpoint's config and load the weights strictly."""
-    from training.munit import AdaINGen
-    from training.official import load_state_dict_strict, remap_munit
+    from munit_rt.training.munit import AdaINGen
+    from munit_rt.training.official import load_state_dict_strict, remap_munit
 
     if ckpt.config is None:
         raise CheckpointError(f"{ckpt.path}: official checkpoint without a config; pass the YAML it was "
@@ -198,7 +198,7 @@ def read_any_checkpoint(path: str | Path | tuple | list, config: Any = None, tru
 
 def _detect_any_family(path: Path, obj: Any) -> str:
     """'munit', '<family>' for munit-rt files, '<family>-official' for upstream ones; else a CheckpointError."""
-    from training.official import detect_upstream_family
+    from munit_rt.training.official import detect_upstream_family
 
     family = _detect_family(obj)
     if family is not None:
@@ -217,7 +217,7 @@ def _detect_any_family(path: Path, obj: Any) -> str:
 
 
 def _resolve_config(config: Any, family: str, source: str):
-    from training.config import FAMILY_CONFIGS, load_any_config
+    from munit_rt.training.config import FAMILY_CONFIGS, load_any_config
 
     if config is None or isinstance(config, FAMILY_CONFIGS[family]):
         return config
@@ -227,8 +227,8 @@ def _resolve_config(config: Any, family: str, source: str):
 
 
 def _munit_rt_checkpoint(path: Path, obj: dict, family: str, config: Any) -> Checkpoint:
-    from training.config import FAMILY_CONFIGS, family_config_from_dict
-    from training.registry import FAMILIES
+    from munit_rt.training.config import FAMILY_CONFIGS, family_config_from_dict
+    from munit_rt.training.registry import FAMILIES
 
     if family not in FAMILY_CONFIGS:
         raise CheckpointError(f"{path}: checkpoint of unknown family '{family}' (written by a newer munit-rt?)")
@@ -252,8 +252,8 @@ def _munit_rt_checkpoint(path: Path, obj: dict, family: str, config: Any) -> Che
 
 
 def _upstream_checkpoint(loaded: list[tuple[Path, dict]], family: str, config: Any) -> Checkpoint:
-    from training.config import FAMILY_CONFIGS
-    from training.official import clean_state_dict
+    from munit_rt.training.config import FAMILY_CONFIGS
+    from munit_rt.training.official import clean_state_dict
 
     first = loaded[0][0]
     given = _resolve_config(config, family, str(first))
@@ -275,7 +275,7 @@ def _upstream_checkpoint(loaded: list[tuple[Path, dict]], family: str, config: A
 def save_family_checkpoint(path: str | Path, family: str, generators: dict[str, Any], config: Any,
                            iteration: int) -> None:
     """Write `<family>_XXXXXXXX.pt` atomically: generator state dicts under their upstream names + config."""
-    from training.registry import FAMILIES
+    from munit_rt.training.registry import FAMILIES
 
     keys = FAMILIES[family].weight_keys
     if set(generators) != set(keys):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from training.errors import ConfigError
+from munit_rt.training.errors import ConfigError
 
 ACTIVS = ("relu", "lrelu", "prelu", "selu", "tanh")
 PAD_TYPES = ("reflect", "replicate", "zero")

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import init
 
-from training.config import CycleGanConfig
+from munit_rt.training.config import CycleGanConfig
 
 N_DOWNSAMPLING = 2  # fixed in upstream's ResnetGenerator
 

@@ -21,13 +21,13 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from training import distributed
-from training.config import CycleGanConfig, load_any_config
-from training.cyclegan import build_discriminator, build_generator, init_weights
-from training.data import EpochBatchSampler, IMAGE_EXTENSIONS, check_images_readable, find_images, per_step
-from training.driver import TrainResult, resolve_device
-from training.errors import DataError
-from training.loop import CyclingBatches, FamilyCallback, FamilyTrainer, check_run_dir, load_image, run, to_tensor
+from munit_rt.training import distributed
+from munit_rt.training.config import CycleGanConfig, load_any_config
+from munit_rt.training.cyclegan import build_discriminator, build_generator, init_weights
+from munit_rt.training.data import EpochBatchSampler, IMAGE_EXTENSIONS, check_images_readable, find_images, per_step
+from munit_rt.training.driver import TrainResult, resolve_device
+from munit_rt.training.errors import DataError
+from munit_rt.training.loop import CyclingBatches, FamilyCallback, FamilyTrainer, check_run_dir, load_image, run, to_tensor
 
 
 class ImagePool:

@@ -22,8 +22,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from training.config import MunitConfig
-from training.errors import ConfigError, DataError
+from munit_rt.training.config import MunitConfig
+from munit_rt.training.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DOMAINS = ("a", "b")

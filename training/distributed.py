@@ -54,7 +54,7 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import nn
 
-from training.errors import TrainingError
+from munit_rt.training.errors import TrainingError
 
 ENV_DIGEST = "MUNIT_RT_RANK_DIGEST"
 BUCKET_BYTES = 25 << 20  # as DDP's default bucket_cap_mb

@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from training import distributed
-from training.errors import ConfigError, TrainingError
+from munit_rt.training import distributed
+from munit_rt.training.errors import ConfigError, TrainingError
 
 
 @dataclass

@@ -26,13 +26,13 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
-from training import distributed
-from training.checkpoint import atomic_torch_save, save_family_checkpoint, torch_load
-from training.data import _reason, save_image_grid
-from training.driver import TrainingJob, TrainResult, resume_point, run_training, snapshot_pattern, to_device
-from training.driver import latest_snapshot  # noqa: F401 (re-exported: it lived here)
-from training.errors import CheckpointError, DataError
-from training.official import load_state_dict_strict
+from munit_rt.training import distributed
+from munit_rt.training.checkpoint import atomic_torch_save, save_family_checkpoint, torch_load
+from munit_rt.training.data import _reason, save_image_grid
+from munit_rt.training.driver import TrainingJob, TrainResult, resume_point, run_training, snapshot_pattern, to_device
+from munit_rt.training.driver import latest_snapshot  # noqa: F401 (re-exported: it lived here)
+from munit_rt.training.errors import CheckpointError, DataError
+from munit_rt.training.official import load_state_dict_strict
 
 
 class FamilyTrainer(nn.Module):

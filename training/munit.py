@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from training.config import DisConfig, GenConfig
-from training.layers import MLP, AdaptiveInstanceNorm2d, Conv2dBlock, ResBlocks
+from munit_rt.training.config import DisConfig, GenConfig
+from munit_rt.training.layers import MLP, AdaptiveInstanceNorm2d, Conv2dBlock, ResBlocks
 
 STYLE_ENCODER_DOWNSAMPLES = 4  # fixed in the official AdaINGen
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from torch import nn
 
-from training.errors import CheckpointError
+from munit_rt.training.errors import CheckpointError
 
 # PyTorch 0.3 InstanceNorm2d tracked running statistics; 0.4 dropped them. Official MUNIT files trained
 # on 0.3 carry these buffers for every instance-norm layer (the official `pytorch03_to_pytorch04` deletes

@@ -13,11 +13,11 @@ from typing import Any, Callable
 
 from torch import nn
 
-from training import cyclegan, cyclegan_trainer, munit, stargan, stargan_trainer, trainer
-from training.checkpoint import Checkpoint, load_generators as load_munit_generators
-from training.config import CycleGanConfig, MunitConfig, StarGanConfig
-from training.errors import CheckpointError, ConfigError
-from training.official import load_state_dict_strict, remap_cyclegan, remap_munit, remap_stargan
+from munit_rt.training import cyclegan, cyclegan_trainer, munit, stargan, stargan_trainer, trainer
+from munit_rt.training.checkpoint import Checkpoint, load_generators as load_munit_generators
+from munit_rt.training.config import CycleGanConfig, MunitConfig, StarGanConfig
+from munit_rt.training.errors import CheckpointError, ConfigError
+from munit_rt.training.official import load_state_dict_strict, remap_cyclegan, remap_munit, remap_stargan
 
 
 @dataclass(frozen=True)

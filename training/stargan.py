@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from training.config import StarGanConfig
+from munit_rt.training.config import StarGanConfig
 
 IMAGE_CHANNELS = 3  # upstream's generator and discriminator are RGB-only
 

@@ -24,14 +24,14 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from training import distributed
-from training.celeba import AttributeDataset, open_attribute_dataset
-from training.config import StarGanConfig, load_any_config
-from training.data import EpochBatchSampler, per_step
-from training.driver import TrainResult, resolve_device
-from training.errors import ConfigError, DataError
-from training.loop import CyclingBatches, FamilyCallback, FamilyTrainer, check_run_dir, run
-from training.stargan import build_discriminator, build_generator
+from munit_rt.training import distributed
+from munit_rt.training.celeba import AttributeDataset, open_attribute_dataset
+from munit_rt.training.config import StarGanConfig, load_any_config
+from munit_rt.training.data import EpochBatchSampler, per_step
+from munit_rt.training.driver import TrainResult, resolve_device
+from munit_rt.training.errors import ConfigError, DataError
+from munit_rt.training.loop import CyclingBatches, FamilyCallback, FamilyTrainer, check_run_dir, run
+from munit_rt.training.stargan import build_discriminator, build_generator
 
 
 def lr_factor(iterations_done: int, config: StarGanConfig) -> float:

@@ -22,18 +22,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.checkpoint import atomic_torch_save, save_generators, torch_load
-from training.config import MunitConfig, load_config
-from training import distributed
-from training.data import PairedBatches, open_training_data, save_image_grid
-from training.driver import NullLog, StatsLog  # noqa: F401 (re-exported: they lived here)
-from training.driver import TrainingJob, TrainResult, resolve_device, resume_point, run_training, snapshot_pattern
-from training.errors import CheckpointError
-from training.init import make_scheduler, weights_init
-from training.losses import generator_total, recon_loss, vgg_perceptual_loss
-from training.munit import AdaINGen, MsImageDis
-from training.official import load_state_dict_strict, remap_munit
-from training.vgg import load_vgg16
+from munit_rt.training.checkpoint import atomic_torch_save, save_generators, torch_load
+from munit_rt.training.config import MunitConfig, load_config
+from munit_rt.training import distributed
+from munit_rt.training.data import PairedBatches, open_training_data, save_image_grid
+from munit_rt.training.driver import NullLog, StatsLog  # noqa: F401 (re-exported: they lived here)
+from munit_rt.training.driver import TrainingJob, TrainResult, resolve_device, resume_point, run_training, snapshot_pattern
+from munit_rt.training.errors import CheckpointError
+from munit_rt.training.init import make_scheduler, weights_init
+from munit_rt.training.losses import generator_total, recon_loss, vgg_perceptual_loss
+from munit_rt.training.munit import AdaINGen, MsImageDis
+from munit_rt.training.official import load_state_dict_strict, remap_munit
+from munit_rt.training.vgg import load_vgg16
 
 _GEN_SNAPSHOT_RE = snapshot_pattern("gen")
 

@@ -56,8 +56,8 @@ class TorchBackend(Backend):
         if self.bundle.family != "munit":
             self._open_family()
             return
-        from training.checkpoint import file_sha256, load_generators, read_checkpoint
-        from training.config import config_from_dict
+        from munit_rt.training.checkpoint import file_sha256, load_generators, read_checkpoint
+        from munit_rt.training.config import config_from_dict
 
         label = f"bundle {self.bundle.path}"
         if not self.checkpoint.is_file():
@@ -72,9 +72,9 @@ class TorchBackend(Backend):
 
     def _open_family(self) -> None:
         """CycleGAN/StarGAN: training.checkpoint.read_any_checkpoint + training.registry.load_generators."""
-        from training.checkpoint import read_any_checkpoint
-        from training.config import family_config_from_dict
-        from training.registry import load_generators
+        from munit_rt.training.checkpoint import read_any_checkpoint
+        from munit_rt.training.config import family_config_from_dict
+        from munit_rt.training.registry import load_generators
 
         label = f"bundle {self.bundle.path}"
         missing = [str(p) for p in self.checkpoints if not p.is_file()]

@@ -19,10 +19,10 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from munit_rt.errors import MunitRtError
 
     types: list[type[BaseException]] = [MunitRtError]
-    training_errors = sys.modules.get("training.errors")  # only if a torch-side command loaded it
+    training_errors = sys.modules.get("munit_rt.training.errors")  # only if a torch-side command loaded it
     if training_errors is not None:
         types.append(training_errors.TrainingError)
-    export_errors = sys.modules.get("export.errors")
+    export_errors = sys.modules.get("munit_rt.export.errors")
     if export_errors is not None:
         types.append(export_errors.ExportError)
     return tuple(types)

@@ -43,7 +43,7 @@ def command(path, config_path, trust_checkpoint):
 
 
 def describe_checkpoint(path: Path, config_path: str | Path | None = None, trust: bool = False) -> str:
-    from training.checkpoint import load_generators, read_any_checkpoint
+    from munit_rt.training.checkpoint import load_generators, read_any_checkpoint
 
     ckpt = read_any_checkpoint(path, config=config_path, trust=trust)
     if ckpt.family != "munit":
@@ -132,9 +132,9 @@ _SUMMARY_KEYS = {"cyclegan": ("input_nc", "output_nc", "ngf", "n_blocks", "norm"
 def describe_family_checkpoint(ckpt, config_path: str | Path | None) -> str:
     """Family, source, iteration, config (stored, given, or upstream defaults vs. the inferred shapes),
     and parameters per generator. Upstream files without --config never fail on a shape mismatch."""
-    from training import cyclegan, stargan
-    from training.errors import CheckpointError
-    from training.registry import load_generators
+    from munit_rt.training import cyclegan, stargan
+    from munit_rt.training.errors import CheckpointError
+    from munit_rt.training.registry import load_generators
 
     lines = [("file", ", ".join(ckpt.meta.get("files", {}).values()) or str(ckpt.path)), ("family", ckpt.family),
              ("source format", ckpt.source_format),

@@ -38,20 +38,20 @@ def command(config_path, data_dir, out_dir, max_iter, resume, device, seed):
 
     require("torch", "train")
     require("yaml", "train")
-    from training.config import config_family
+    from munit_rt.training.config import config_family
 
     options = dict(max_iter=max_iter, resume=resume, device=device, seed=seed)
     if config_family(config_path) == "munit":
-        from training.trainer import TqdmProgress, train
+        from munit_rt.training.trainer import TqdmProgress, train
 
         result = train(config_path, data_dir, out_dir, **options, callbacks=(TqdmProgress(),))
     else:
-        from training.loop import FamilyProgress
-        from training.registry import get_family
+        from munit_rt.training.loop import FamilyProgress
+        from munit_rt.training.registry import get_family
 
         family = get_family(config_family(config_path))
         result = family.train(config_path, data_dir, out_dir, **options, callbacks=(FamilyProgress(),))
-    from training.distributed import env_world
+    from munit_rt.training.distributed import env_world
 
     if env_world()[0] == 0:  # under torchrun only rank 0 reports
         click.echo(f"Done: iteration {result.iteration}; snapshots in {result.run_dir / 'checkpoints'}")
