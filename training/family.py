@@ -1,0 +1,191 @@
+"""A model family on the torch side: what training, checkpoint reading and export need to know about it.
+
+Each family describes itself once, in its own package under training/families/ (munit_rt.training.families.X),
+and registers an instance of its `TrainingFamily` subclass (munit_rt.training.registry.register); shared code
+(the driver, checkpoint reading, export, `info`) looks families up by the name a checkpoint or config carries
+and never branches on it. The runtime half of a family (manifest block, translate job, Triton layout) is
+munit_rt.families.X; the two meet only through the bundle manifest, which export writes from this half and the
+runtime validates with its half.
+
+    config        config_class, config_from_dict       YAML / stored config -> frozen dataclass (upstream names)
+    weights       build_generator, remap, model_part   strict loads of munit-rt and upstream state dicts
+    files         detect, read_upstream                which checkpoints are this family's (munit-rt files carry
+                                                       their family in the "munit_rt" block and need no detector)
+    export        graphs, preprocess, manifest_model   the graph split, the preprocessing description, and the
+                                                       family's own manifest keys
+    info          describe_checkpoint
+    training      train                                through training.engine (one driver for every family)
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch stays a lazy import for code that only lists families
+    from torch import nn
+
+    from munit_rt.preprocess import Preprocess
+
+
+# --------------------------------------------------------------------------------------------- graphs
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output: fixed dims are ints, symbolic (dynamic) dims strings ("N", "H", "H/4")."""
+
+    name: str
+    shape: tuple
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+@dataclass
+class ParityCase:
+    """One set of feeds for the export parity check (numpy, seeded); `note` says what is special about it."""
+
+    batch: int
+    feeds: dict[str, np.ndarray] = field(repr=False)
+    height: int | None = None  # image size; None for graphs without a spatial input (MUNIT's style MLP)
+    width: int | None = None
+    note: dict[str, str] = field(default_factory=dict)  # e.g. {"adain": "hand_built"}, recorded in the manifest
+
+    def describe(self) -> dict:
+        out: dict = {"batch": self.batch}
+        if self.height is not None:
+            out.update(height=self.height, width=self.width)
+        return {**out, **self.note}
+
+    def label(self) -> str:
+        parts = [f"batch {self.batch}"]
+        if self.height is not None:
+            parts.append(f"{self.height}x{self.width}")
+        return ", ".join(parts + [f"{key} {value}" for key, value in self.note.items()])
+
+
+@dataclass
+class GraphSpec:
+    """One graph of a bundle: the module export traces, its I/O contract, and how to check it.
+
+    `cases(rng)` gives the parity feeds (batch 1 and 3, two sizes neither traced at); `reference` is what parity
+    compares against when `module` is a rewritten equivalent of the training module (MUNIT's sub-pixel decoder);
+    `image_output` marks an output image in [-1, 1] (reduced-precision checks use peak-to-peak 2.0);
+    `manifest_fields` are the family's extra keys of the graph's manifest entry (direction, generator, ...).
+    """
+
+    name: str
+    role: str
+    domain: str | None
+    module: nn.Module
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    example_inputs: tuple = field(repr=False)
+    cases: Callable[[np.random.Generator], list[ParityCase]] = field(repr=False)
+    image_output: bool = False
+    manifest_fields: dict = field(default_factory=dict)
+    reference: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def reference_module(self) -> nn.Module:
+        return self.module if self.reference is None else self.reference
+
+
+# ---------------------------------------------------------------------------------------- checkpoints
+
+@dataclass
+class Checkpoint:
+    """A generator checkpoint, read (munit_rt.training.checkpoint.read_checkpoint) and its config resolved.
+
+    `state_dicts` are keyed by the family's generator keys; `source_format` is "munit-rt" or "official";
+    `sha256` is the file's (an upstream pair: sha256 of both files' hex digests, in the order given);
+    `meta` holds the munit-rt block, or for upstream files {"files": {key: path}, "config_source": ...}."""
+
+    path: Path
+    family: str
+    config: Any
+    state_dicts: dict[str, dict[str, Any]]
+    iteration: int | None
+    source_format: str
+    sha256: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What a family recognises in a loaded (plain, upstream) file: its generator under `key`, or
+    (discriminator=True) a discriminator, which is refused with a hint to pass the generator file."""
+
+    family: str
+    key: str
+    discriminator: bool = False
+
+
+# ---------------------------------------------------------------------------------------------- family
+
+class TrainingFamily(abc.ABC):
+    """One model family's torch-side description. Subclasses set the class attributes and methods below."""
+
+    name: ClassVar[str]                     # the manifest's and the checkpoint's "family"
+    title: ClassVar[str]                    # for messages ("MUNIT", "CycleGAN")
+    config_class: ClassVar[type]
+    generator_keys: ClassVar[tuple[str, ...]]  # state dicts of a generator checkpoint (a munit-rt file holds all)
+    snapshot_prefix: ClassVar[str]          # <prefix>_XXXXXXXX.pt, the generator file of a training snapshot
+    default_for_configs: ClassVar[bool] = False  # a YAML without a `family` key is this family's (official MUNIT)
+
+    # -- config ----------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def config_from_dict(self, data: dict[str, Any], source: str) -> Any:
+        """The frozen config (unknown keys and bad values: ConfigError naming `source` and the key)."""
+
+    # -- weights ---------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def build_generator(self, config: Any, key: str) -> nn.Module: ...
+
+    def remap(self, state: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+        """Upstream key fixes (pure; e.g. pre-0.4 InstanceNorm buffers dropped). Default: unchanged."""
+        return state
+
+    @abc.abstractmethod
+    def model_part(self, config: Any) -> tuple:
+        """The config values the generator weights depend on (a --config that disagrees is refused)."""
+
+    # -- files -----------------------------------------------------------------------------------------
+    def detect(self, obj: Any, path: Path) -> Detection | None:
+        """Is `obj` (a loaded file without the munit-rt block) one of this family's upstream files?"""
+        return None
+
+    def read_upstream(self, loaded: list[tuple[Path, Any]], config: Any) -> Checkpoint:
+        """A Checkpoint from plain upstream files this family detected (`config`: given or None)."""
+        raise NotImplementedError(f"{self.title} has no upstream checkpoint format")
+
+    # -- export ----------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def graphs(self, gens: dict[str, nn.Module], config: Any, **options: Any) -> list[GraphSpec]:
+        """The graph split of a checkpoint's generators (keys as `generator_keys`); `options` are the
+        family's export options (MUNIT: upsample) and unknown ones are ignored."""
+
+    @abc.abstractmethod
+    def preprocess(self, config: Any) -> Preprocess:
+        """The preprocessing description: written into the bundle and used by the family's data loading."""
+
+    @abc.abstractmethod
+    def manifest_model(self, ckpt: Checkpoint, gens: dict[str, nn.Module],
+                       graphs: dict[str, dict]) -> dict[str, Any]:
+        """The family's own top-level manifest keys (MUNIT: domains, style_dim, adain, ...), as JSON values;
+        the runtime family (munit_rt.families.X) validates them when export checks the manifest it wrote."""
+
+    # -- info ------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def describe_checkpoint(self, ckpt: Checkpoint, config_path: str | Path | None) -> str:
+        """`munit-rt info CKPT`: family, format, iteration, config and parameter counts."""
+
+    # -- training --------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def train(self, config: Any, data_dir: str | Path | None, run_dir: Path, *, resume: bool, device: str,
+              callbacks: tuple = ()) -> Any:
+        """Train into `run_dir` through munit_rt.training.engine; returns its TrainResult."""
