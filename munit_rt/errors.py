@@ -17,3 +17,12 @@ class BackendUnavailable(MunitRtError):
 
 class InputError(MunitRtError):
     pass
+
+
+def one_line_reason(exc: BaseException) -> str:
+    """An exception as the one-line reason of a failed input: our own errors as they read, others with their
+    type (a library's message alone can be cryptic)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, MunitRtError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -22,7 +22,8 @@ from PIL import Image
 from munit_rt.cli import cli
 from munit_rt.cli.common import EXIT_OK, EXIT_SOME_INPUTS_FAILED, EXIT_USAGE
 from munit_rt.errors import InputError
-from munit_rt.images import Preprocess, read_image
+from munit_rt.io.images import read_image
+from munit_rt.preprocess import Preprocess
 
 
 @pytest.fixture(scope="module")
@@ -163,31 +164,32 @@ def test_symlinked_folder_is_followed(model, tmp_path):
 
 
 # -- conversions on read_image (1-channel domain, exact values, draft mode, the bomb limit) -------------------
-def prep(channels: int) -> Preprocess:
-    return Preprocess(size=32, multiple=4, channels=channels, mean=(0.5,) * channels, std=(0.5,) * channels)
+def prep(channels: int) -> tuple[Preprocess, int]:
+    """A MUNIT-like description (shorter side 32, bicubic, crop to a multiple of 4) and the channel count."""
+    return Preprocess(size=32, resample="bicubic", multiple=4), channels
 
 
 def test_16bit_grey_maps_full_range_without_clipping(tmp_path):
-    pixels = read_image(badinputs.make_png_16bit(tmp_path), prep(1))
+    pixels = read_image(badinputs.make_png_16bit(tmp_path), *prep(1))
     assert pixels.shape == (32, 32, 1)
     np.testing.assert_array_equal(pixels[0, ::6, 0], badinputs.WIDE_EXPECTED)  # round(v / 257)
 
 
 def test_rgb_into_one_channel_domain_is_601_luma(tmp_path):
-    pixels = read_image(badinputs.make_rgb_quadrants(tmp_path), prep(1))[:, :, 0]
+    pixels = read_image(badinputs.make_rgb_quadrants(tmp_path), *prep(1))[:, :, 0]
     # L = R*299/1000 + G*587/1000 + B*114/1000: red 76, green 150, blue 29, white 255
     assert [pixels[4, 4], pixels[4, 28], pixels[28, 4], pixels[28, 28]] == [76, 150, 29, 255]
 
 
 def test_grey_into_three_channel_domain_is_replicated(tmp_path):
-    pixels = read_image(badinputs.make_grey(tmp_path), prep(3))
+    pixels = read_image(badinputs.make_grey(tmp_path), *prep(3))
     assert pixels.shape == (32, 32, 3) and (pixels == 100).all()
 
 
 # transparent left half: white (255); opaque right half: blue -> 29, black -> 0, green -> 150
 @pytest.mark.parametrize("case,right", [("rgba", 29), ("la", 0), ("palette_transparent", 150)])
 def test_alpha_on_white_into_one_channel_domain(tmp_path, case, right):
-    pixels = read_image(badinputs.CASES[case](tmp_path), prep(1))[:, :, 0]
+    pixels = read_image(badinputs.CASES[case](tmp_path), *prep(1))[:, :, 0]
     assert (pixels[16, 4], pixels[16, 28]) == (255, right)
 
 
@@ -202,7 +204,7 @@ def test_large_jpeg_is_decoded_in_draft_mode(tmp_path, monkeypatch):
         return opened[-1]
 
     monkeypatch.setattr(PIL.Image, "open", spy)
-    pixels = read_image(badinputs.make_large_jpeg(tmp_path), prep(3))
+    pixels = read_image(badinputs.make_large_jpeg(tmp_path), *prep(3))
     assert pixels.shape == (32, 40, 3)
     # draft mode decoded the 4000x3000 file at 1/8 scale: 500x375 = 0.19 MP in memory instead of 12 MP
     assert opened[0].size == (500, 375) and opened[0].mode == "RGB"
@@ -217,14 +219,14 @@ def test_decompression_bomb_limit_is_honoured(tmp_path, monkeypatch, limit):
     Image.new("RGB", (32, 32)).save(path)
     monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", limit)
     with pytest.raises(InputError, match="decompression bomb"):
-        read_image(path, prep(3))
+        read_image(path, *prep(3))
 
 
 def test_truncated_images_are_never_loaded_leniently():
     from PIL import ImageFile
 
-    import munit_rt.images  # noqa: F401
-    import munit_rt.pipeline  # noqa: F401
+    import munit_rt.io.images  # noqa: F401
+    import munit_rt.translate.run  # noqa: F401
 
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 

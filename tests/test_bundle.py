@@ -54,9 +54,9 @@ def test_bundle_exposes_the_manifest(tiny):
     checkpoint, path = tiny
     bundle = Bundle(path)
     assert bundle.family == "munit"
-    assert bundle.domains == {"a": 3, "b": 3}
-    assert bundle.style_dim == 4  # tiny config
-    assert bundle.preprocess["size"] == 32 and bundle.preprocess["multiple"] == 4
+    assert bundle.model.domains == {"a": 3, "b": 3}
+    assert bundle.model.style_dim == 4  # tiny config
+    assert bundle.preprocess.size == 32 and bundle.preprocess.multiple == 4
     assert "fp32" in bundle.precisions
     roles = ("content_encoder", "style_encoder", "style_mlp", "decoder")
     assert {f"{r}_{d}" for r in roles for d in "ab"} <= set(bundle.graphs)
@@ -92,13 +92,13 @@ def test_missing_file_is_refused(bundle_copy):
 
 def test_unknown_schema_version_is_refused(bundle_copy):
     edit_manifest(bundle_copy, lambda m: m.update(schema_version=99))
-    with pytest.raises(BundleError, match="schema_version 99"):
+    with pytest.raises(BundleError, match="schema_version' is 99"):
         Bundle(bundle_copy)
 
 
 def test_unknown_family_is_refused(bundle_copy):
-    edit_manifest(bundle_copy, lambda m: m.update(family="pix2pix"))
-    with pytest.raises(BundleError, match="family 'pix2pix'"):
+    edit_manifest(bundle_copy, lambda m: m.update(family="nosuchgan"))
+    with pytest.raises(BundleError, match="'family' is 'nosuchgan', a model family this munit-rt does not know"):
         Bundle(bundle_copy)
 
 

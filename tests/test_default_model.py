@@ -104,7 +104,7 @@ def test_model_card_is_listed_and_verified(tiny, tmp_path):
     ship.add_card(bundle_dir)
     card = (bundle_dir / ship.CARD_NAME).read_text(encoding="utf-8")
     assert "non-commercial" in card.lower() and "CVPR 2017" in card and "Iterations: 10" in card
-    assert Bundle(bundle_dir).manifest["files"][ship.CARD_NAME] == hashlib.sha256(card.encode()).hexdigest()
+    assert Bundle(bundle_dir).manifest.files[ship.CARD_NAME] == hashlib.sha256(card.encode()).hexdigest()
     (bundle_dir / ship.CARD_NAME).write_text(card + "edited\n", encoding="utf-8")
     with pytest.raises(BundleError, match="MODEL_CARD.md does not match"):
         Bundle(bundle_dir)
@@ -176,7 +176,7 @@ def test_shipped_manifest_hashes_verify():
 
     path = default_model_path()
     bundle = Bundle(path)
-    files = bundle.manifest["files"]
+    files = bundle.manifest.files
     for rel, sha in files.items():
         assert hashlib.sha256((path / rel).read_bytes()).hexdigest() == sha, rel
     for name, graph in bundle.graphs.items():

@@ -241,7 +241,7 @@ def test_stargan_sweep_follows_upstream_create_labels(stargan, tmp_path):
 
 def test_stargan_sweep_labels_from_zeros_and_from_source_attributes(stargan):
     import munit_rt
-    from munit_rt.translator import StarGanTranslator, Translator
+    from munit_rt import StarGanTranslator, Translator
 
     t = munit_rt.Translator(stargan["bundle"], backend="onnxruntime")
     assert isinstance(t, StarGanTranslator) and isinstance(t, Translator) and t.attributes == ATTRS
@@ -297,7 +297,7 @@ def test_stargan_notes_style_and_direction_options(stargan, tmp_path):
 
 def test_two_dataset_labels_fill_the_active_slice_and_the_mask():
     from munit_rt.errors import InputError
-    from munit_rt.family.labels import LabelSpace
+    from munit_rt.families.stargan_labels import LabelSpace
 
     space = LabelSpace.from_manifest({
         "c_dim": 7, "num_datasets": 2, "selected_attrs": ["Blond_Hair", "Young"],
@@ -338,13 +338,14 @@ def test_bundle_checks_the_family_keys(stargan, cyclegan, tmp_path):
     from munit_rt.bundle import Bundle
     from munit_rt.errors import BundleError
 
-    with pytest.raises(BundleError, match=r"unknown model family 'pix2pix' \(known: munit, cyclegan, stargan\)"):
-        Bundle(edit_copy(stargan["bundle"], tmp_path / "a", lambda m, _: m.update(family="pix2pix")))
-    with pytest.raises(BundleError, match="lacks the key 'labels' .*stargan"):
+    with pytest.raises(BundleError, match=r"'family' is 'nosuchgan', a model family .* \(known: .*cyclegan, munit, "
+                                          r"stargan"):
+        Bundle(edit_copy(stargan["bundle"], tmp_path / "a", lambda m, _: m.update(family="nosuchgan")))
+    with pytest.raises(BundleError, match="key 'labels' is missing"):
         Bundle(edit_copy(stargan["bundle"], tmp_path / "b", lambda m, _: m.pop("labels")))
-    with pytest.raises(BundleError, match="lacks the key 'directions'"):
+    with pytest.raises(BundleError, match="key 'directions' is missing"):
         Bundle(edit_copy(cyclegan["bundle"], tmp_path / "c", lambda m, _: m.pop("directions")))
-    with pytest.raises(BundleError, match="labels layout covers 3 of c_dim 4"):
+    with pytest.raises(BundleError, match="'labels.c_dim' is 4 but the layout covers 3 entries"):
         Bundle(edit_copy(stargan["bundle"], tmp_path / "d", lambda m, _: m["labels"].update(c_dim=4)))
 
     def wider_label(manifest, _):
@@ -353,15 +354,13 @@ def test_bundle_checks_the_family_keys(stargan, cyclegan, tmp_path):
     with pytest.raises(BundleError, match=r"'label' must be \[N, 3\]"):
         Bundle(edit_copy(stargan["bundle"], tmp_path / "e", wider_label))
     bundle = Bundle(stargan["bundle"])
-    assert bundle.domains == {} and bundle.labels["selected_attrs"] == ATTRS
-    with pytest.raises(BundleError, match="no style codes"):
-        bundle.style_dim
+    assert bundle.model.channels == 3 and list(bundle.model.labels.datasets[0].attrs) == ATTRS
 
 
 def test_translator_factory_and_torch_backend(cyclegan):
     import munit_rt
     from munit_rt.errors import InputError
-    from munit_rt.translator import CycleGanTranslator, MunitTranslator
+    from munit_rt import CycleGanTranslator, MunitTranslator
 
     images = np.random.default_rng(13).uniform(-1, 1, (3, 3, 28, 36)).astype(np.float32)
     with munit_rt.Translator(cyclegan["bundle"], backend="onnxruntime") as t:

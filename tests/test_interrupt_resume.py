@@ -18,17 +18,17 @@ from conftest import translate, files_of  # noqa: E402
 from PIL import Image
 
 from munit_rt.cli.common import EXIT_OK, EXIT_USAGE
-from munit_rt.outputs import TEMP_PATTERN
+from munit_rt.io.outputs import TEMP_PATTERN
 
 REPO = Path(__file__).resolve().parents[1]
 N_INPUTS, STYLES = 24, 3
 ARGS = ["-s", str(STYLES), "-b", "1", "--seed", "5"]
 
-# `munit-rt translate` with each rename in munit_rt.outputs delayed: a writer thread spends most of its time
+# `munit-rt translate` with each rename in munit_rt.io.outputs delayed: a writer thread spends most of its time
 # holding a finished temporary file, so a kill lands mid-write, and the run lasts long enough to interrupt.
 SLOW_CLI = """
 import os, sys, time
-import munit_rt.outputs as outputs
+import munit_rt.io.outputs as outputs
 
 class SlowRename:
     def __getattr__(self, name):
@@ -168,7 +168,7 @@ def test_resume_redoes_an_output_cut_short_by_other_means(model, inputs, referen
 def failing_writer(monkeypatch, error: int, after: int) -> dict[str, int]:
     """Replace the one function that writes output bytes: the first `after` writes succeed, later ones write
     half their data (a partial temporary file) and raise OSError(error)."""
-    import munit_rt.outputs as outputs
+    import munit_rt.io.outputs as outputs
 
     real = outputs._write_file
     calls = {"ok": 0, "failed": 0}

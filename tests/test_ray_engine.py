@@ -15,7 +15,8 @@ import pytest
 from conftest import files_of, translate, write_image  # noqa: E402
 
 from munit_rt.cli.common import EXIT_OK, EXIT_SOME_INPUTS_FAILED, EXIT_USAGE
-from munit_rt.pipeline import TranslateOptions, translate_paths
+from munit_rt.translate.options import TranslateOptions
+from munit_rt.translate.run import translate_paths
 
 NON_UTF8 = os.fsdecode(b"caf\xe9.png")  # a file name that is not UTF-8: it crosses Arrow as bytes
 

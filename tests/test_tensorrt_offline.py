@@ -56,37 +56,56 @@ def fake_graph(role: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]
     return {"output": out.astype(np.float32)}
 
 
+def placeholder_graph(inputs, outputs) -> bytes:
+    """An ONNX file that declares a graph's I/O and nothing else: what the bundle reader checks; fakes never
+    read the rest."""
+    from onnx import TensorProto, helper
+
+    def values(pairs):
+        return [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in pairs]
+
+    return helper.make_model(helper.make_graph([], "placeholder", values(inputs), values(outputs))).SerializeToString()
+
+
 def fake_manifest(size: int = 16, multiple: int = M) -> dict:
-    graphs = {}
+    graphs, files = {}, {}
     for role, (inputs, outputs) in IO.items():
         for domain in ("a", "b"):
-            graphs[f"{role}_{domain}"] = {
+            name = f"{role}_{domain}"
+            sha = hashlib.sha256(placeholder_graph(inputs, outputs)).hexdigest()
+            graphs[name] = {
                 "role": role, "domain": domain,
                 "inputs": [{"name": n, "dtype": "float32", "shape": s} for n, s in inputs],
-                "outputs": [{"name": n, "dtype": "float32", "shape": s} for n, s in outputs], "files": {}}
+                "outputs": [{"name": n, "dtype": "float32", "shape": s} for n, s in outputs],
+                "files": {p: {"path": f"{p}/{name}.onnx", "sha256": sha, "bytes": 1} for p in ("fp32", "fp16")}}
+            files.update({f"{p}/{name}.onnx": sha for p in ("fp32", "fp16")})
     return {"schema_version": 1, "format": "munit-rt-bundle", "munit_rt_version": "0.1.0", "family": "munit",
             "domains": {"a": {"channels": 3}, "b": {"channels": 3}},
             "preprocess": {"resize": "shorter_side", "size": size, "multiple": multiple},
             "style_dim": SD, "content_channels": CC, "spatial_multiple": multiple, "adain": {"total": P, "layers": []},
-            "opset": 18, "precisions": ["fp32", "fp16"], "graphs": graphs, "files": {}}
+            "opset": 18, "precisions": ["fp32", "fp16"], "graphs": graphs, "files": files}
+
+
+def typed(manifest: dict) -> SimpleNamespace:
+    """What profiles and the cache read of a Bundle, from a manifest dict (validated as the reader does)."""
+    from munit_rt.bundle.schema import parse_manifest
+
+    parsed = parse_manifest(manifest)
+    return SimpleNamespace(manifest=parsed, graphs=parsed.graphs, path=Path("fake.bundle"))
 
 
 @pytest.fixture
 def fake_bundle(tmp_path):
-    """A bundle that munit_rt.bundle.Bundle accepts; its .onnx files are placeholders only fakes read."""
+    """A bundle that munit_rt.bundle.Bundle accepts; its .onnx files declare I/O only (fakes read nothing)."""
     from munit_rt.bundle import Bundle
 
     root = tmp_path / "tiny.bundle"
     manifest = fake_manifest()
     for name, graph in manifest["graphs"].items():
-        for precision in manifest["precisions"]:
-            rel = f"{precision}/{name}.onnx"
-            (root / precision).mkdir(parents=True, exist_ok=True)
-            data = f"placeholder {name} {precision}".encode()
-            (root / rel).write_bytes(data)
-            sha = hashlib.sha256(data).hexdigest()
-            graph["files"][precision] = {"path": rel, "sha256": sha, "bytes": len(data)}
-            manifest["files"][rel] = sha
+        data = placeholder_graph(*IO[graph["role"]])
+        for entry in graph["files"].values():
+            (root / entry["path"]).parent.mkdir(parents=True, exist_ok=True)
+            (root / entry["path"]).write_bytes(data)
     (root / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return Bundle(root)
 
@@ -150,6 +169,12 @@ class FakeCudart:
 
     def cudaMemcpyAsync(self, dst, src, nbytes, kind, stream):
         self.queue.append(lambda: ctypes.memmove(dst, src, nbytes))
+        self.copies.append((kind, nbytes))
+        return (0,)
+
+    def cudaMemcpy(self, dst, src, nbytes, kind):  # synchronous: after everything queued before it
+        self.drain()
+        ctypes.memmove(dst, src, nbytes)
         self.copies.append((kind, nbytes))
         return (0,)
 
@@ -350,7 +375,7 @@ def fakes(monkeypatch):
 
 def test_profile_shapes_from_explicit_options():
     options = ProfileOptions(max_batch=6, opt_batch=3, min_size=32, opt_size=64, max_size=128)
-    shapes = profile_shapes(fake_manifest(), options)
+    shapes = profile_shapes(typed(fake_manifest()), options)
     assert set(shapes) == set(fake_manifest()["graphs"])
     assert shapes["content_encoder_a"]["image"] == ShapeRange((1, 3, 32, 32), (3, 3, 64, 64), (6, 3, 128, 128))
     assert shapes["decoder_b"]["content"] == ShapeRange((1, CC, 8, 8), (3, CC, 16, 16), (6, CC, 32, 32))
@@ -360,15 +385,15 @@ def test_profile_shapes_from_explicit_options():
 
 
 def test_profile_defaults_follow_the_bundle():
-    manifest = fake_manifest(size=256)
+    manifest = typed(fake_manifest(size=256))
     assert resolve(None, manifest).batch == (1, 8, 16)
     assert resolve(None, manifest).size == (128, 256, 512)
     assert resolve(ProfileOptions(max_batch=4), manifest).batch == (1, 4, 4)  # opt follows a small max
     assert resolve(ProfileOptions(opt_batch=32), manifest).batch == (1, 32, 32)  # max follows a large opt
     assert resolve(ProfileOptions(max_size=128), manifest).size == (64, 128, 128)  # opt kept inside max
     assert resolve(ProfileOptions(min_size=512), manifest).size == (512, 512, 1024)
-    assert resolve(None, fake_manifest(size=250, multiple=8)).size == (128, 248, 496)  # rounded to the multiple
-    content = profile_shapes(fake_manifest(size=256, multiple=8), None)["decoder_a"]["content"]
+    assert resolve(None, typed(fake_manifest(size=250, multiple=8))).size == (128, 248, 496)  # rounded
+    content = profile_shapes(typed(fake_manifest(size=256, multiple=8)), None)["decoder_a"]["content"]
     assert content == ShapeRange((1, CC, 16, 16), (8, CC, 32, 32), (16, CC, 64, 64))
 
 
@@ -384,21 +409,21 @@ def test_profile_defaults_follow_the_bundle():
 ])
 def test_invalid_profile_options_name_the_option(options, names):
     with pytest.raises(ProfileError) as info:
-        profile_shapes(fake_manifest(), options)
+        profile_shapes(typed(fake_manifest()), options)
     for name in names:
         assert name in str(info.value)
 
 
-def test_profile_keeps_static_dims_and_rejects_unknown_inputs():
+def test_profile_keeps_static_dims_and_rejects_unknown_symbolic_dims():
     manifest = fake_manifest()
     manifest["graphs"]["style_mlp_a"]["inputs"][0]["shape"] = [1, SD]
-    static = profile_shapes(manifest, None, ["style_mlp_a"])["style_mlp_a"]["style"]
+    static = profile_shapes(typed(manifest), None, ["style_mlp_a"])["style_mlp_a"]["style"]
     assert static == ShapeRange((1, SD), (1, SD), (1, SD))
-    manifest["graphs"]["style_mlp_a"]["inputs"][0]["name"] = "noise"
-    with pytest.raises(BundleError, match="unknown input 'noise'"):
-        profile_shapes(manifest, None, ["style_mlp_a"])
+    manifest["graphs"]["decoder_a"]["inputs"][0]["shape"] = ["N", CC, "q", "w"]  # sized by no convention
+    with pytest.raises(BundleError, match="input 'content' has the symbolic dim 'q' at axis 2"):
+        profile_shapes(typed(manifest), None, ["decoder_a"])
     with pytest.raises(BundleError, match="no graph 'decoder_c'"):
-        profile_shapes(manifest, None, ["decoder_c"])
+        profile_shapes(typed(manifest), None, ["decoder_c"])
 
 
 def test_shape_range_contains():
@@ -440,12 +465,15 @@ def test_cache_key_changes_with_every_part(part):
 
 def test_engine_key_reads_the_graph_sha_of_the_precision():
     manifest = fake_manifest()
-    manifest["graphs"]["decoder_b"]["files"] = {"fp16": {"sha256": "11" * 32}, "fp32": {"sha256": "22" * 32}}
+    manifest["graphs"]["decoder_b"]["files"] = {"fp16": {"path": "x16.onnx", "sha256": "11" * 32},
+                                                "fp32": {"path": "x32.onnx", "sha256": "22" * 32}}
+    manifest["precisions"] = ["fp32"]
+    del manifest["graphs"]["decoder_a"]["files"]["fp16"]
     device = trt_cache.DeviceInfo("GPU", "9.0")
-    key = trt_cache.engine_key(manifest, "decoder_b", "fp16", PROFILE, "10.9", device)
+    key = trt_cache.engine_key(typed(manifest), "decoder_b", "fp16", PROFILE, "10.9", device)
     assert key.graph_sha256 == "11" * 32
     with pytest.raises(BundleError, match="no fp16 file for graph 'decoder_a'"):
-        trt_cache.engine_key(manifest, "decoder_a", "fp16", PROFILE, "10.9", device)
+        trt_cache.engine_key(typed(manifest), "decoder_a", "fp16", PROFILE, "10.9", device)
 
 
 @pytest.mark.parametrize("part", ["tensorrt_version", "gpu_name", "compute_capability", "graph_sha256"])
@@ -597,7 +625,9 @@ def test_build_engines_validates_before_importing_tensorrt(fake_bundle, monkeypa
 
 
 def test_fp16_needs_fp16_graphs(fake_bundle, fakes):
-    fake_bundle.manifest["precisions"] = ["fp32"]
+    import dataclasses
+
+    fake_bundle.manifest = dataclasses.replace(fake_bundle.manifest, precisions=("fp32",))
     with pytest.raises(BundleError, match="has no fp16 graphs"):
         trt_builder.build_engines(fake_bundle, trt_builder.BuildOptions(precision="fp16"))
 
@@ -691,27 +721,19 @@ def test_runner_runs_numpy_feeds_and_reuses_its_buffers(fakes):
     assert fakes.cudart.calls["cudaFree"] == 4 and not fakes.cudart.blocks
 
 
-@pytest.mark.parametrize("n_images, n_styles, batch", [(5, 3, 4), (2, 6, 4), (3, 1, 2), (1, 7, 16), (4, 4, 3)])
-def test_decode_plan_builds_every_decoder_row(n_images, n_styles, batch):
-    rng = np.random.default_rng(0)
-    content, adain = rng.standard_normal((n_images, 5)), rng.standard_normal((n_styles, 2))
-    for first in range(0, n_images, batch):
-        count = min(batch, n_images - first)
-        for start in range(first * n_styles, (first + count) * n_styles, batch):
-            stop = min(start + batch, (first + count) * n_styles)
-            dec = {"content": np.full((batch, 5), np.nan), "adain_params": np.full((batch, 2), np.nan)}
-            sources = {"content": content[first:first + count], "adain": adain}
-            plan = trt_runner.decode_plan(first, n_styles, start, stop)
-            for c in plan:
-                src = dec[c.target] if c.source == "self" else sources[c.source]
-                assert c.source != "self" or c.src_row + c.rows <= c.dst_row  # never overlapping
-                dec[c.target][c.dst_row:c.dst_row + c.rows] = src[c.src_row:c.src_row + c.rows]
-            rows = np.arange(start, stop)
-            np.testing.assert_array_equal(dec["content"][:stop - start], content[rows // n_styles])
-            np.testing.assert_array_equal(dec["adain_params"][:stop - start], adain[rows % n_styles])
-            images = len(set(rows // n_styles))
-            content_copies = sum(c.target == "content" for c in plan)
-            assert content_copies <= images * (1 + int(np.ceil(np.log2(n_styles))))
+@pytest.mark.parametrize("rows", [[0, 0, 0, 1, 1, 2], [3, 4, 5, 0, 1], [2, 2, 2, 2, 2, 2, 2], [1, 0, 1, 0], [],
+                                  [0, 1, 1, 2, 3, 3, 3, 3, 3]])
+def test_gather_plan_builds_every_row_with_few_copies(rows):
+    source = np.random.default_rng(0).standard_normal((6, 5))
+    result = np.full((len(rows), 5), np.nan)
+    plan = trt_runner.gather_plan(np.array(rows, np.int64))
+    for c in plan:
+        assert not c.from_self or c.src_row + c.rows <= c.dst_row  # a doubling never overlaps itself
+        src = result if c.from_self else source
+        result[c.dst_row:c.dst_row + c.rows] = src[c.src_row:c.src_row + c.rows]
+    np.testing.assert_array_equal(result, source[rows])
+    runs = [len(list(g)) for _, g in __import__("itertools").groupby(rows)]  # a row repeated k times
+    assert len(plan) <= sum(1 + int(np.ceil(np.log2(k))) for k in runs)  # 1 + log2(k) copies, not k
 
 
 # ---------------------------------------------------------------------------------------------- backend
@@ -726,7 +748,9 @@ def reference_translate(images, codes, direction="a2b"):
 
 
 @pytest.mark.parametrize("n, s", [(5, 3), (2, 6), (1, 1)])
-def test_translate_batch_keeps_content_on_the_device(fake_bundle, fakes, n, s):
+def test_translate_keeps_the_content_code_on_the_device(fake_bundle, fakes, n, s):
+    """MUNIT's job (written once for every backend) on TensorRT: the content code is never downloaded; it is
+    broadcast over the styles by device-to-device row copies, and the outputs equal the numpy reference."""
     from munit_rt.backends.tensorrt import TensorRTBackend
     from munit_rt.translator import Translator
 
@@ -738,17 +762,20 @@ def test_translate_batch_keeps_content_on_the_device(fake_bundle, fakes, n, s):
     with Translator(fake_bundle, backend=backend) as translator:
         expected = reference_translate(images, codes)
         fakes.cudart.copies.clear()
-        got = backend.translate_batch(images, codes, "a2b")
+        got = translator.translate(images, codes, "a2b", batch_size=8)  # capped at the profile's max batch 4
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
         decoder_batches = sum(-(-min(4, n - i) * s // 4) for i in range(0, n, 4))
-        kinds = Counter(kind for kind, _ in fakes.cudart.copies)
-        assert kinds["D2H"] == decoder_batches  # only decoded images come back
-        assert kinds["H2D"] == -(-n // 4) + -(-s // 4)  # only images and style codes go up
-        np.testing.assert_allclose(translator.translate(images, codes, "a2b", batch_size=4), expected,
-                                   rtol=1e-5, atol=1e-6)  # the generic run() path agrees
+        downloads = [nbytes for kind, nbytes in fakes.cudart.copies if kind == "D2H"]
+        content_row = CC * (16 // M) * (24 // M) * 4
+        output_row = 3 * 16 * 24 * 4
+        images_down = [nbytes for nbytes in downloads if nbytes % output_row == 0]
+        assert len(images_down) == decoder_batches and sum(images_down) == n * s * output_row  # each image once
+        assert sum(downloads) - sum(images_down) == s * P * 4  # and the style MLP's AdaIN rows, once
+        assert content_row * 4 != output_row and not any(nbytes % content_row == 0 and nbytes % output_row
+                                                         for nbytes in downloads)  # no content code
         assert {b["graph"] for b in fakes.trt.builds} == {"content_encoder_a", "style_mlp_b", "decoder_b"}
         with pytest.raises(InputError, match="outside the engine's profile"):
-            backend.translate_batch(np.zeros((1, 3, 16, 40), np.float32), codes)
+            translator.translate(np.zeros((1, 3, 16, 40), np.float32), codes)
     assert not fakes.cudart.blocks  # close() freed every device and pinned buffer
 
 

@@ -172,7 +172,7 @@ def test_empty_input_and_missing_model_are_usage_errors(model, tmp_path, monkeyp
     (tmp_path / "empty").mkdir()
     code, output = translate(model, tmp_path / "empty")
     assert code == EXIT_USAGE and "no images found" in output
-    monkeypatch.setattr("munit_rt.pipeline.DEFAULT_MODEL_DIR", tmp_path / "no-default")
+    monkeypatch.setattr("munit_rt.models.MODELS_DIR", tmp_path / "no-default")
     result = CliRunner().invoke(cli, ["translate", str(tmp_path / "empty")])
     assert result.exit_code == EXIT_USAGE and "munit-rt export CKPT" in result.output
 

@@ -123,21 +123,40 @@ def test_shared_styles_go_through_the_mlp_once_per_run(tiny):
     assert mlp_calls() == ["style_mlp_b", "style_mlp_b", "style_mlp_a"]
 
 
-def test_a_fused_backend_path_is_used_when_offered(tiny, translator):
-    """Backends that keep tensors on the device (TensorRT) offer translate_batch for shared codes."""
-    calls = []
+def test_translate_keeps_the_content_code_on_the_backend(tiny, translator):
+    """The job takes the content code with to_host=False and broadcasts it with `take`: a backend whose values
+    live elsewhere (a GPU) never hands a content code to the host, and the outputs do not change."""
 
-    class FusedBackend(OnnxRuntimeBackend):
-        def translate_batch(self, images, codes, direction):
-            calls.append((len(images), codes.shape))
-            return translator.translate(images, codes, direction)
+    class Device:  # a value that only its backend can read
+        def __init__(self, name, array):
+            self.name, self.array = name, array
 
-    t = Translator(Bundle(tiny[1]), backend=FusedBackend(Bundle(tiny[1])))
+    class DeviceBackend(OnnxRuntimeBackend):
+        downloads: list[str] = []
+
+        def _run(self, graph, feeds):
+            feeds = {k: v.array if isinstance(v, Device) else v for k, v in feeds.items()}
+            return {k: Device(k, v) for k, v in super()._run(graph, feeds).items()}
+
+        def to_host(self, value):
+            if not isinstance(value, Device):
+                return value
+            self.downloads.append(value.name)
+            return value.array
+
+        def take(self, value, rows):
+            return Device(value.name, value.array[rows])
+
+        def value_info(self, value):
+            return super().value_info(value.array if isinstance(value, Device) else value)
+
+    t = Translator(Bundle(tiny[1]), backend=DeviceBackend(Bundle(tiny[1])))
     images = images_of(3)
-    shared, per_image = np.ones((2, 4), np.float32), np.ones((3, 2, 4), np.float32)
-    np.testing.assert_array_equal(t.translate(images, shared), translator.translate(images, shared))
-    np.testing.assert_array_equal(t.translate(images, per_image), translator.translate(images, per_image))
-    assert calls == [(3, (2, 4))] + [(1, (2, 4))] * 3
+    for codes in (np.ones((2, 4), np.float32), np.random.default_rng(0).standard_normal((3, 2, 4), np.float32)):
+        DeviceBackend.downloads.clear()
+        np.testing.assert_array_equal(t.translate(images, codes, batch_size=4), translator.translate(images, codes,
+                                                                                                  batch_size=4))
+        assert "content" not in DeviceBackend.downloads and DeviceBackend.downloads.count("output") == 2  # 6 rows / 4
 
 
 def test_batch_size_does_not_change_results(translator):
@@ -161,36 +180,38 @@ def test_bad_inputs_are_refused(translator):
 def test_preprocess_resizes_crops_and_composites_alpha(tmp_path):
     from PIL import Image
 
-    from munit_rt.images import Preprocess, normalize, read_image
+    from munit_rt.io.images import read_image
+    from munit_rt.preprocess import Preprocess, normalize
 
     rgba = np.zeros((50, 70, 4), np.uint8)  # H 50, W 70, fully transparent: white after compositing
     Image.fromarray(rgba).save(tmp_path / "clear.png")
-    prep = Preprocess.from_bundle({"size": 32, "multiple": 4}, channels=3)
-    pixels = read_image(tmp_path / "clear.png", prep)
+    prep = Preprocess(size=32, multiple=4)
+    pixels = read_image(tmp_path / "clear.png", prep, 3)
     # shorter side 50 -> 32, longer int(32 * 70 / 50) = 44, already a multiple of 4
     assert pixels.shape == (32, 44, 3) and (pixels == 255).all()
     x = normalize(pixels, prep)
     assert x.shape == (3, 32, 44) and np.allclose(x, 1.0)
 
     Image.fromarray(np.full((33, 46, 3), 100, np.uint8)).save(tmp_path / "odd.png")
-    odd = read_image(tmp_path / "odd.png", Preprocess.from_bundle({"size": 33, "multiple": 4}, channels=1))
+    odd = read_image(tmp_path / "odd.png", Preprocess(size=33, multiple=4), 1)
     assert odd.shape == (32, 44, 1)  # 33x46 rounded down to multiples of 4 by a center crop; greyscale
 
 
 def test_exif_orientation_is_respected(tmp_path):
     from PIL import Image
 
-    from munit_rt.images import Preprocess, read_image
+    from munit_rt.io.images import read_image
+    from munit_rt.preprocess import Preprocess
 
     image = Image.fromarray(np.zeros((32, 64, 3), np.uint8))  # landscape as stored
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to display": displayed as portrait
     image.save(tmp_path / "rotated.jpg", exif=exif.tobytes())
-    assert read_image(tmp_path / "rotated.jpg", Preprocess.from_bundle({"size": 32, "multiple": 4}, 3)).shape[:2] == (64, 32)
+    assert read_image(tmp_path / "rotated.jpg", Preprocess(size=32, multiple=4), 3).shape[:2] == (64, 32)
 
 
 def test_output_pixels_follow_the_formula():
-    from munit_rt.images import to_pixels
+    from munit_rt.preprocess import to_pixels
 
     y = np.array([-1.5, -1.0, -0.5, 0.0, 0.999, 1.0, 2.0], np.float32).reshape(1, 1, 7)
     expected = [0, 0, round(0.25 * 255), round(0.5 * 255), round((1.999 / 2) * 255), 255, 255]
@@ -198,7 +219,7 @@ def test_output_pixels_follow_the_formula():
 
 
 def test_styles_depend_only_on_seed_and_path():
-    from munit_rt.styles import interpolate_styles, random_styles
+    from munit_rt.families.munit_styles import interpolate_styles, random_styles
 
     first = random_styles(3, 4, seed=0, relpath="x/a.png")
     random_styles(3, 4, seed=0, relpath="b.png")  # drawing other inputs in between changes nothing

@@ -181,7 +181,7 @@ def symlink_out(bundle: Path) -> None:
 
 
 def unknown_schema(bundle: Path) -> None:
-    edit_manifest(bundle, lambda m: m.update(schema_version=2))
+    edit_manifest(bundle, lambda m: m.update(schema_version=99))
 
 
 def unknown_family(bundle: Path) -> None:
@@ -216,11 +216,12 @@ def too_deep(bundle: Path) -> None:
 
 TAMPERING = {
     changed_byte: "file fp32/decoder_b.onnx does not match its sha256",
-    dotdot_path: "path '../decoder_b.onnx' in manifest.json must be relative and stay inside the bundle",
+    dotdot_path: "manifest.json: key 'files.../decoder_b.onnx' names the path '../decoder_b.onnx'; bundle paths "
+                 "must be relative and stay inside the bundle",
     absolute_path: "must be relative and stay inside the bundle",
     symlink_out: "fp32/decoder_b.onnx resolves outside the bundle",
-    unknown_schema: "schema_version 2 is not supported",
-    unknown_family: "unknown model family 'pix2pixhd'",
+    unknown_schema: "key 'schema_version' is 99; this munit-rt reads 1, 2: upgrade munit-rt or re-export",
+    unknown_family: "key 'family' is 'pix2pixhd', a model family this munit-rt does not know",
     too_deep: "graph file fp32/decoder_b.onnx is refused (messages nested deeper than 100)",
 }
 
@@ -295,11 +296,11 @@ def test_external_data_reference_is_refused_and_never_read(bundle_copy, image, t
 
 
 def test_external_data_walk_agrees_with_the_onnx_package(tiny, bundle_copy):
-    """munit_rt.onnx_external (no onnx dependency) against onnx's own helper, on real and crafted graphs."""
+    """munit_rt.bundle.onnx_proto (no onnx dependency) against onnx's own helper, on real and crafted graphs."""
     import onnx
     from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
-    from munit_rt.onnx_external import external_data_locations
+    from munit_rt.bundle.onnx_proto import external_data_locations
 
     def reference(data: bytes) -> list[str]:
         model = onnx.load_from_string(data)
@@ -320,7 +321,7 @@ def test_external_data_walk_follows_protobuf_parsing_rules(bundle_copy):
     import onnx
     from google.protobuf.message import DecodeError
 
-    from munit_rt.onnx_external import MalformedModel, external_data_locations
+    from munit_rt.bundle.onnx_proto import MalformedModel, external_data_locations
 
     add_external_reference(bundle_copy, "../a.bin")
     data = (bundle_copy / "fp32" / "decoder_b.onnx").read_bytes()
@@ -342,4 +343,4 @@ def test_exporter_writes_self_contained_graphs(tiny):
     file beside it that ONNX Runtime could pick up."""
     bundle = Bundle(tiny[1])
     names = {p.relative_to(tiny[1]).as_posix() for p in tiny[1].rglob("*") if p.is_file()}
-    assert names == set(bundle.manifest["files"]) | {"manifest.json"}
+    assert names == set(bundle.manifest.files) | {"manifest.json"}

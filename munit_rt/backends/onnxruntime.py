@@ -1,4 +1,10 @@
-"""ONNX Runtime backend: one session per graph, created on first use, CUDA when it can run here."""
+"""ONNX Runtime backend: one session per graph, created on first use, CUDA when it can run here.
+
+On the CPU, graphs run on numpy arrays (each FP32 session through the Winograd rewrite, munit_rt/winograd.py).
+With I/O binding (on by default on CUDA) inputs and outputs stay in device memory as OrtValues: `to_host=False`
+results feed later runs without a host round trip, and `take` gathers rows on the device with a one-node
+Gather graph, so a job's content codes never leave the GPU.
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -11,7 +17,8 @@ import numpy as np
 
 from munit_rt import winograd
 from munit_rt.backends.base import Backend
-from munit_rt.bundle import Bundle, GraphSpec
+from munit_rt.bundle import Bundle
+from munit_rt.bundle.schema import GraphSpec
 from munit_rt.errors import MunitRtError
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -70,14 +77,16 @@ class OnnxRuntimeBackend(Backend):
     install_hint = "pip install onnxruntime (or 'munit-rt[gpu]' for CUDA)"
 
     def __init__(self, bundle: Bundle, precision: str = "fp32", providers: list[str] | None = None,
-                 threads: int | None = None, winograd: str | None = None,
+                 threads: int | None = None, winograd: str | None = None, io_binding: bool | None = None,
                  session_factory: Callable[..., Any] = session_from_path):
         super().__init__(bundle, precision)
         self._providers = providers
+        self._io_binding = io_binding  # None: on where the graphs run on CUDA
         self._threads = threads
         self.winograd = winograd_mode(winograd)
         self._session_factory = session_factory
         self._sessions: dict[str, Any] = {}
+        self._gather: dict[str, Any] = {}  # OrtValue element type -> session of a one-node Gather graph
         self._options: Any = None
         self.rewritten_convs: dict[str, int] = {}  # graph -> 3x3 convs run as Winograd (CPU sessions only)
 
@@ -121,6 +130,8 @@ class OnnxRuntimeBackend(Backend):
         # it the arena grown by the first run is reused from the second on (and peak memory is lower).
         options.enable_mem_pattern = False
         self._options = options
+        if self._io_binding is None:
+            self._io_binding = self._on_cuda
 
     def _session(self, graph: GraphSpec) -> Any:
         session = self._sessions.get(graph.name)
@@ -133,10 +144,73 @@ class OnnxRuntimeBackend(Backend):
             self._sessions[graph.name] = session
         return session
 
-    def _run(self, graph: GraphSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, graph: GraphSpec, feeds: dict[str, Any]) -> dict[str, Any]:
         names = [t.name for t in graph.outputs]
-        values = self._session(graph).run(names, feeds)
-        return dict(zip(names, values))
+        session = self._session(graph)
+        if not self._io_binding:
+            return dict(zip(names, session.run(names, {k: self.to_host(v) for k, v in feeds.items()})))
+        return dict(zip(names, self._run_bound(session, feeds, names)))
+
+    def _run_bound(self, session: Any, feeds: dict[str, Any], names: list[str]) -> list[Any]:
+        binding = session.io_binding()
+        for name, value in feeds.items():
+            if isinstance(value, np.ndarray):
+                binding.bind_cpu_input(name, np.ascontiguousarray(value))
+            else:
+                binding.bind_ortvalue_input(name, value)
+        for name in names:
+            binding.bind_output(name, self._device_type)
+        session.run_with_iobinding(binding)
+        return binding.get_outputs()
+
+    @property
+    def _device_type(self) -> str:
+        return "cuda" if self._on_cuda else "cpu"
+
+    # -- device values (I/O binding) -------------------------------------------------------------------
+    def to_device(self, array: np.ndarray) -> Any:
+        if not self._io_binding:
+            return super().to_device(array)
+        import onnxruntime
+
+        return onnxruntime.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self._device_type)
+
+    def to_host(self, value: Any) -> np.ndarray:
+        return value if isinstance(value, np.ndarray) else value.numpy()
+
+    def take(self, value: Any, rows: np.ndarray) -> Any:
+        if isinstance(value, np.ndarray):
+            return value[np.asarray(rows)]
+        element = value.data_type()
+        session = self._gather.get(element)
+        if session is None:
+            session = self._gather[element] = self._session_factory(_gather_graph(element), self._options,
+                                                                     self._providers)
+        return self._run_bound(session, {"data": value, "rows": np.asarray(rows, np.int64)}, ["taken"])[0]
+
+    def value_info(self, value: Any) -> tuple[tuple[int, ...], str]:
+        if isinstance(value, np.ndarray):
+            return super().value_info(value)
+        return tuple(value.shape()), _ORT_TYPES.get(value.data_type(), value.data_type())
 
     def _close(self) -> None:
         self._sessions.clear()
+        self._gather.clear()
+
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
+              "tensor(int32)": "int32", "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(double)": "float64"}
+
+
+def _gather_graph(element: str) -> bytes:
+    """A one-node graph `taken = Gather(data, rows, axis=0)` for values of ORT element type `element`."""
+    from onnx import TensorProto, helper
+
+    dtype = {"tensor(float)": TensorProto.FLOAT, "tensor(float16)": TensorProto.FLOAT16,
+             "tensor(int64)": TensorProto.INT64}[element]
+    graph = helper.make_graph([helper.make_node("Gather", ["data", "rows"], ["taken"], axis=0)], "take",
+                              [helper.make_tensor_value_info("data", dtype, None),
+                               helper.make_tensor_value_info("rows", TensorProto.INT64, ["K"])],
+                              [helper.make_tensor_value_info("taken", dtype, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)  # any ORT reads 8
+    return model.SerializeToString()

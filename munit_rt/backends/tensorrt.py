@@ -1,25 +1,21 @@
 """TensorRT backend: one engine per graph, built and cached on first use, run through cuda-python.
 
-`run(graph, feeds)` is the generic numpy path of every backend. `translate_batch(images, style_codes,
-direction)` is the device-resident path for the Translator: it never copies the content code or the AdaIN
-parameters to the host.
+`run(graph, feeds)` takes numpy arrays or DeviceArrays (values this backend returned with to_host=False, or
+uploaded with to_device) and fills the engine's input buffers from either; outputs are downloaded, or with
+to_host=False copied device-to-device into a DeviceArray that outlives the engine's next call. `take` gathers
+rows on the device (tensorrt.runner.gather_plan: one copy per run of rows, doubling for repeats), so a family's
+job, written against the backend contract, keeps an image's content code on the GPU while its styles decode.
 
-    per image chunk (<= max batch images):   H2D images -> content_encoder -> content rows stay on the GPU
-    once per call:                           H2D style codes -> style_mlp -> AdaIN store on the GPU (S rows)
-    per decoder batch (<= max batch pairs):  device-to-device row copies build the decoder inputs for
-                                             (image, style) pairs, row r = image * S + style (decode_plan):
-                                             content broadcast over the styles by doubling copies, AdaIN
-                                             rows as one run per image; decoder -> D2H output rows
-
-Everything is queued on one CUDA stream shared by all engines, so the only host synchronisation is the
-download of each decoder batch. Engines and buffers are sized for the optimisation profile (ProfileOptions,
-the same options as `munit-rt build`); batches are cut to its max batch, and an image larger than the profile's
-max size is refused with the option to rebuild with.
+Everything is queued on one CUDA stream shared by all engines, so the only host synchronisations are the
+downloads. Engines and buffers are sized for the optimisation profile (ProfileOptions, the same options as
+`munit-rt build`); `max_batch` tells jobs the largest batch, and an image larger than the profile's max size is
+refused with the option to rebuild with.
 """
 from __future__ import annotations
 
 import importlib.util
 import sys
+import weakref
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,9 +27,7 @@ from munit_rt.tensorrt import TENSORRT_HINT, cuda_check
 from munit_rt.tensorrt import runner as trt_runner
 from munit_rt.tensorrt.builder import ensure_engines
 from munit_rt.tensorrt.profiles import ProfileOptions, resolve
-from munit_rt.tensorrt.runner import DeviceArray, EngineRunner, decode_plan
-
-DIRECTIONS = {"a2b": ("a", "b"), "b2a": ("b", "a")}
+from munit_rt.tensorrt.runner import DeviceArray, EngineRunner, array_nbytes, gather_plan
 
 
 class TensorRTBackend(Backend):
@@ -44,11 +38,11 @@ class TensorRTBackend(Backend):
                  workspace_mib: int | None = None, progress: Callable[[str], None] | None = None):
         super().__init__(bundle, precision)
         self.profile_options = profile or ProfileOptions()
-        self.resolved = resolve(self.profile_options, bundle.manifest)  # option errors before opening
+        self.resolved = resolve(self.profile_options, bundle)  # option errors before opening
         self._workspace_mib = workspace_mib
         self._progress = progress
         self._runners: dict[str, EngineRunner] = {}
-        self._adain_store: DeviceArray | None = None
+        self._pool: dict[int, list[int]] = {}  # nbytes -> free device buffers of dropped values
         self._stream: Any = None
         self._cudart: Any = None
         self._trt_version = "?"
@@ -79,16 +73,46 @@ class TensorRTBackend(Backend):
         self._trt_version = str(trt.__version__)
         self._stream = cuda_check(self._cudart, self._cudart.cudaStreamCreate(), "cudaStreamCreate")
 
-    def _run(self, graph: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.runner(graph.name).run(feeds)
+    def _run(self, graph: Any, feeds: dict[str, Any]) -> dict[str, Any]:
+        runner = self._execute(graph.name, feeds)
+        outputs = {}
+        for name in runner.output_names:  # kept past the engine's next call
+            shape = runner.tensor_shape(name)
+            value = self._device_array(shape, runner.tensor(name).dtype, name)
+            self._copy_rows(value, 0, runner.tensor(name), 0, shape[0], value.row_bytes)
+            outputs[name] = value
+        return outputs
+
+    def _run_to_host(self, graph: Any, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        if all(isinstance(v, np.ndarray) for v in feeds.values()):
+            return self.runner(graph.name).run(feeds)  # host in, host out (chunks batches above the max)
+        runner = self._execute(graph.name, feeds)
+        views = {name: runner.download_async(name) for name in runner.output_names}
+        runner.sync()
+        return {name: view.copy() for name, view in views.items()}
+
+    def _execute(self, graph: str, feeds: dict[str, Any]) -> EngineRunner:
+        """Fill the engine's inputs from host arrays (uploads) or device values (device copies), then enqueue."""
+        runner = self.runner(graph)
+        for name, value in feeds.items():
+            if isinstance(value, DeviceArray):
+                runner.set_input_shape(name, value.shape)
+                self._copy_rows(runner.tensor(name), 0, value, 0, value.shape[0], value.row_bytes)
+            else:
+                runner.upload(name, np.ascontiguousarray(value, dtype=runner.tensor(name).dtype))
+        runner.execute()
+        return runner
 
     def _close(self) -> None:
         for runner in self._runners.values():
             runner.close()
         self._runners.clear()
-        if self._adain_store is not None:
-            self._adain_store.free()
-            self._adain_store = None
+        if self._stream is not None:
+            self._cudart.cudaStreamSynchronize(self._stream)
+        for pointers in self._pool.values():
+            for pointer in pointers:
+                self._cudart.cudaFree(pointer)
+        self._pool.clear()
         if self._stream is not None:
             self._cudart.cudaStreamDestroy(self._stream)
             self._stream = None
@@ -105,81 +129,68 @@ class TensorRTBackend(Backend):
             self._runners[graph] = runner.activate()
         return runner
 
-    # -- device-resident translation -----------------------------------------------------------------
-    def translate_batch(self, images: np.ndarray, style_codes: np.ndarray, direction: str = "a2b") -> np.ndarray:
-        """N images x S shared style codes -> float32 [N, S, C, H, W], content and AdaIN kept on the GPU.
+    # -- device values ------------------------------------------------------------------------------
+    def _device_array(self, shape: tuple[int, ...], dtype: Any, name: str) -> DeviceArray:
+        """A device value from the pool. When Python drops it, its buffer goes back to the pool: reusing it is
+        safe without a synchronisation because every read of it was queued earlier on the same stream."""
+        nbytes = array_nbytes(shape, dtype)
+        free = self._pool.get(nbytes)
+        pointer = free.pop() if free else int(cuda_check(self._cudart, self._cudart.cudaMalloc(nbytes),
+                                                         f"cudaMalloc({nbytes})"))
+        value = DeviceArray(name, shape, dtype, pointer)
+        weakref.finalize(value, self._release, nbytes, pointer)
+        return value
 
-        images: float32 [N, C, H, W] in [-1, 1], H and W multiples of the bundle's spatial multiple and within
-        the profile; style_codes: [S, style_dim]. Equals Translator.translate for shared style codes.
-        """
-        if direction not in DIRECTIONS:
-            raise InputError(f"unknown direction {direction!r} (expected {' or '.join(DIRECTIONS)})")
-        source, target = DIRECTIONS[direction]
-        images = np.ascontiguousarray(images, dtype=np.float32)
-        codes = np.ascontiguousarray(style_codes, dtype=np.float32)
-        style_dim = int(self.bundle.manifest["style_dim"])
-        if images.ndim != 4:
-            raise InputError(f"images must be [N, C, H, W], got shape {list(images.shape)}")
-        if codes.ndim != 2 or codes.shape[1] != style_dim:
-            raise InputError(f"style codes must have shape [S, {style_dim}], got {list(codes.shape)}")
-        n, s = images.shape[0], codes.shape[0]
-        encoder, mlp, decoder = (self.runner(f"{role}_{domain}") for role, domain in
-                                 (("content_encoder", source), ("style_mlp", target), ("decoder", target)))
-        if n == 0 or s == 0:
-            channels = int(self.bundle.manifest["domains"][target]["channels"])
-            return np.zeros((n, s, channels, *images.shape[2:]), np.float32)
+    def _release(self, nbytes: int, pointer: int) -> None:
+        if self._stream is None:  # the backend was closed first: nobody queues work any more
+            self._cudart.cudaFree(pointer)
+        else:
+            self._pool.setdefault(nbytes, []).append(pointer)
 
-        store = self._fill_adain_store(mlp, codes)
-        batch = self.max_batch
-        outputs: np.ndarray | None = None
-        for first in range(0, n, batch):
-            count = min(batch, n - first)
-            encoder.upload("image", images[first:first + count])
-            encoder.execute()
-            content = encoder.tensor("content")
-            content_shape = encoder.tensor_shape("content")
-            for start in range(first * s, (first + count) * s, batch):
-                stop = min(start + batch, (first + count) * s)
-                decoded = self._decode_rows(decoder, content, content_shape, store, first, s, start, stop)
-                if outputs is None:
-                    outputs = np.empty((n * s, *decoded.shape[1:]), np.float32)
-                outputs[start:stop] = decoded
-        return outputs.reshape(n, s, *outputs.shape[1:])
+    def to_device(self, array: np.ndarray) -> DeviceArray:
+        self.open()
+        array = np.ascontiguousarray(array)
+        value = self._device_array(array.shape, array.dtype, "uploaded")
+        cuda_check(self._cudart, self._cudart.cudaMemcpyAsync(
+            value.device_ptr, array.ctypes.data, array.nbytes, self._cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
+            self._stream), "cudaMemcpyAsync(HostToDevice)")
+        self.synchronize()  # the host array may be freed once we return
+        return value
 
-    def _fill_adain_store(self, mlp: EngineRunner, codes: np.ndarray) -> DeviceArray:
-        """Run the style MLP over all codes (in max-batch chunks) into one device array of S AdaIN rows."""
-        params = int(self.bundle.manifest["adain"]["total"])
-        row_bytes = params * mlp.tensor("adain_params").dtype.itemsize
-        needed = codes.shape[0] * row_bytes
-        if self._adain_store is None or self._adain_store.nbytes < needed:
-            if self._adain_store is not None:
-                mlp.sync()  # the old store may still be read by queued copies
-                self._adain_store.free()
-            self._adain_store = DeviceArray(self._cudart, "adain_store", needed)
-        for first in range(0, codes.shape[0], self.max_batch):
-            chunk = codes[first:first + self.max_batch]
-            mlp.upload("style", chunk)
-            mlp.execute()
-            mlp.copy_rows(self._adain_store, first, mlp.tensor("adain_params"), 0, len(chunk), row_bytes)
-        return self._adain_store
+    def to_host(self, value: Any) -> np.ndarray:
+        if not isinstance(value, DeviceArray):
+            return np.asarray(value)
+        out = np.empty(value.shape, value.dtype)
+        self.synchronize()
+        cuda_check(self._cudart, self._cudart.cudaMemcpy(out.ctypes.data, value.device_ptr, out.nbytes,
+                                                         self._cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost),
+                   "cudaMemcpy(DeviceToHost)")
+        return out
 
-    def _decode_rows(self, decoder: EngineRunner, content: Any, content_shape: tuple[int, ...], store: DeviceArray,
-                     first_image: int, n_styles: int, start: int, stop: int) -> np.ndarray:
-        rows = stop - start
-        params = int(self.bundle.manifest["adain"]["total"])
-        decoder.set_input_shape("content", (rows, *content_shape[1:]))
-        decoder.set_input_shape("adain_params", (rows, params))
-        targets = {"content": decoder.tensor("content"), "adain_params": decoder.tensor("adain_params")}
-        if content.dtype != targets["content"].dtype:
-            raise InputError(f"content encoder output is {content.dtype} but the decoder takes "
-                             f"{targets['content'].dtype}; re-export the bundle")
-        row_bytes = {"content": int(np.prod(content_shape[1:])) * content.dtype.itemsize,
-                     "adain_params": params * targets["adain_params"].dtype.itemsize}
-        for copy in decode_plan(first_image, n_styles, start, stop):
-            source = {"content": content, "adain": store, "self": targets[copy.target]}[copy.source]
-            decoder.copy_rows(targets[copy.target], copy.dst_row, source, copy.src_row, copy.rows,
-                              row_bytes[copy.target])
-        decoder.execute()
-        view = decoder.download_async("output")
-        decoder.sync()
-        return view.copy()
+    def take(self, value: Any, rows: np.ndarray) -> Any:
+        if not isinstance(value, DeviceArray):
+            return np.asarray(value)[np.asarray(rows)]
+        rows = np.asarray(rows).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= value.shape[0]):
+            raise InputError(f"row index out of range for a value of {value.shape[0]} rows")
+        result = self._device_array((len(rows), *value.shape[1:]), value.dtype, f"{value.name}[rows]")
+        for copy in gather_plan(rows):
+            self._copy_rows(result, copy.dst_row, result if copy.from_self else value, copy.src_row, copy.rows,
+                            value.row_bytes)
+        return result
+
+    def value_info(self, value: Any) -> tuple[tuple[int, ...], str]:
+        if isinstance(value, DeviceArray):
+            return value.shape, value.dtype.name
+        return super().value_info(value)
+
+    def synchronize(self) -> None:
+        if self._stream is not None:
+            cuda_check(self._cudart, self._cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+
+    def _copy_rows(self, dst: Any, dst_row: int, src: Any, src_row: int, rows: int, row_bytes: int) -> None:
+        if rows:
+            cuda_check(self._cudart, self._cudart.cudaMemcpyAsync(
+                dst.device_ptr + dst_row * row_bytes, src.device_ptr + src_row * row_bytes, rows * row_bytes,
+                self._cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice, self._stream),
+                "cudaMemcpyAsync(DeviceToDevice)")

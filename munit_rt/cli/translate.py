@@ -1,4 +1,4 @@
-"""`munit-rt translate`: the command line of munit_rt.pipeline.translate_paths (no torch involved)."""
+"""`munit-rt translate`: the command line of munit_rt.translate.run.translate_paths (no torch involved)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -100,7 +100,8 @@ def command(inputs, model, styles, style_images, output, **options) -> None:
 
     from PIL import Image
 
-    from munit_rt.pipeline import TranslateOptions, translate_paths
+    from munit_rt.translate.options import TranslateOptions
+    from munit_rt.translate.run import translate_paths
 
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # such images are refused anyway
 

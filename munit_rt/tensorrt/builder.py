@@ -168,7 +168,7 @@ def prepare_engines(bundle: Any, options: BuildOptions,
     logger = None
     records = []
     for name in names:
-        key = engine_cache.engine_key(bundle.manifest, name, options.precision, profile_json(shapes[name]),
+        key = engine_cache.engine_key(bundle, name, options.precision, profile_json(shapes[name]),
                                       trt.__version__, device)
         cached = None if options.force else engine_cache.find_engine(directory, key)
         if cached is not None:

@@ -106,17 +106,13 @@ class EngineKey:
         return f"{self.graph}-{self.precision}-{self.digest[:16]}{PLAN_SUFFIX}"
 
 
-def graph_sha256(manifest: Mapping[str, Any], graph: str, precision: str) -> str:
-    try:
-        return manifest["graphs"][graph]["files"][precision]["sha256"]
-    except (KeyError, TypeError):
-        raise BundleError(f"the manifest lists no {precision} file for graph '{graph}'") from None
-
-
-def engine_key(manifest: Mapping[str, Any], graph: str, precision: str, profile: Mapping[str, Any],
-               tensorrt_version: str, device: DeviceInfo) -> EngineKey:
-    return EngineKey(graph, precision, graph_sha256(manifest, graph, precision), str(tensorrt_version),
-                     device.name, device.compute_capability, profile)
+def engine_key(bundle: Any, graph: str, precision: str, profile: Mapping[str, Any], tensorrt_version: str,
+               device: DeviceInfo) -> EngineKey:
+    files = bundle.graphs[graph].files
+    if precision not in files:
+        raise BundleError(f"the manifest lists no {precision} file for graph '{graph}'")
+    return EngineKey(graph, precision, files[precision].sha256, str(tensorrt_version), device.name,
+                     device.compute_capability, profile)
 
 
 # --------------------------------------------------------------------------------------------- layout

@@ -30,9 +30,7 @@ DEFAULT_MAX_BATCH = 16
 DEFAULT_OPT_BATCH = 8
 DEFAULT_SIZE = 256  # when a manifest has no preprocess.size
 
-IMAGE_INPUTS = ("image",)
-CONTENT_INPUTS = ("content",)
-VECTOR_INPUTS = {"style": "style_dim", "adain_params": "adain_total", "label": "c_dim"}  # label: StarGAN
+SPATIAL_DIMS = ("H", "W", "h", "w")  # image size; lower case: divided by the spatial multiple
 
 Shape = tuple[int, ...]
 
@@ -131,74 +129,52 @@ def resolve_sizes(options: ProfileOptions, multiple: int, base_size: int) -> tup
     return min_size, opt, max_size
 
 
-def resolve(options: ProfileOptions | None, manifest: Mapping[str, Any]) -> ResolvedProfile:
-    """Apply defaults from the manifest and validate; errors name the option."""
+def resolve(options: ProfileOptions | None, bundle: Any) -> ResolvedProfile:
+    """Apply defaults from the bundle (its spatial multiple and preprocess size) and validate; errors name the
+    option."""
     options = options or ProfileOptions()
-    multiple = int(manifest.get("spatial_multiple") or manifest.get("preprocess", {}).get("multiple") or 1)
-    base_size = int(manifest.get("preprocess", {}).get("size") or DEFAULT_SIZE)
-    return ResolvedProfile(resolve_batch(options), resolve_sizes(options, multiple, base_size), multiple)
+    manifest = bundle.manifest
+    return ResolvedProfile(resolve_batch(options), resolve_sizes(options, manifest.spatial_multiple,
+                                                                 manifest.preprocess.size), manifest.spatial_multiple)
 
 
 # ----------------------------------------------------------------------------------------------- shapes
 
 
-def _vector_width(manifest: Mapping[str, Any], name: str) -> int | None:
-    if name == "style":
-        return manifest.get("style_dim")
-    if name == "label":
-        return manifest.get("labels", {}).get("c_dim")
-    return manifest.get("adain", {}).get("total")
-
-
-def input_range(graph: str, spec: Mapping[str, Any], manifest: Mapping[str, Any], resolved: ResolvedProfile) -> ShapeRange:
-    """(min, opt, max) for one input spec {"name", "shape"} of `graph`."""
-    name, shape = spec["name"], list(spec["shape"])
-    if name in IMAGE_INPUTS or name in CONTENT_INPUTS:
-        if len(shape) != 4:
-            raise BundleError(f"graph {graph}: input '{name}' must be [N, C, H, W], the manifest says {shape}")
-        divisor = 1 if name in IMAGE_INPUTS else resolved.multiple
-    elif name in VECTOR_INPUTS:
-        if len(shape) != 2:
-            raise BundleError(f"graph {graph}: input '{name}' must be [N, D], the manifest says {shape}")
-        if isinstance(shape[1], str):  # a symbolic width: take it from the manifest
-            width = _vector_width(manifest, name)
-            if not isinstance(width, int):
-                raise BundleError(f"graph {graph}: input '{name}' has a symbolic width and the manifest has no value for it")
-            shape[1] = width
-        divisor = 1
-    else:
-        raise BundleError(f"graph {graph}: unknown input '{name}' (expected one of image, content, style, adain_params, label)")
-
+def input_range(graph: str, tensor: Any, resolved: ResolvedProfile) -> ShapeRange:
+    """(min, opt, max) for one input (a munit_rt.bundle.schema.TensorSpec) of `graph`. Symbolic dims follow the
+    bundle format's convention: N the batch, H and W the image size, h and w the image size divided by the
+    spatial multiple (docs/bundle-format.md); fixed dims stay fixed."""
     shapes = []
     for level in range(3):
         dims = []
-        for axis, dim in enumerate(shape):
+        for axis, dim in enumerate(tensor.shape):
             if not isinstance(dim, str):
                 dims.append(int(dim))
             elif axis == 0:
                 dims.append(resolved.batch[level])
-            elif axis in (2, 3) and len(shape) == 4:
-                dims.append(resolved.size[level] // divisor)
+            elif dim in SPATIAL_DIMS:
+                dims.append(resolved.size[level] // (resolved.multiple if dim.islower() else 1))
             else:
-                raise BundleError(f"graph {graph}: input '{name}' has an unexpected symbolic dim {dim!r} at axis {axis}")
+                raise BundleError(f"graph {graph}: input '{tensor.name}' has the symbolic dim {dim!r} at axis {axis}, "
+                                  f"which a TensorRT profile cannot size (known: N, {', '.join(SPATIAL_DIMS)})")
         shapes.append(tuple(dims))
     return ShapeRange(*shapes)
 
 
-def graph_profile(manifest: Mapping[str, Any], graph: str, resolved: ResolvedProfile) -> GraphProfile:
-    graphs = manifest.get("graphs", {})
+def graph_profile(bundle: Any, graph: str, resolved: ResolvedProfile) -> GraphProfile:
+    graphs = bundle.graphs
     if graph not in graphs:
         raise BundleError(f"the bundle has no graph '{graph}' (graphs: {', '.join(sorted(graphs))})")
-    return {spec["name"]: input_range(graph, spec, manifest, resolved) for spec in graphs[graph]["inputs"]}
+    return {tensor.name: input_range(graph, tensor, resolved) for tensor in graphs[graph].inputs}
 
 
 def profile_shapes(bundle: Any, options: ProfileOptions | None = None,
                    graphs: Iterable[str] | None = None) -> dict[str, GraphProfile]:
-    """Profile shapes for `graphs` (default: all) of a Bundle or a manifest dict."""
-    manifest = bundle.manifest if hasattr(bundle, "manifest") else bundle
-    resolved = resolve(options, manifest)
-    names = list(graphs) if graphs is not None else list(manifest.get("graphs", {}))
-    return {name: graph_profile(manifest, name, resolved) for name in names}
+    """Profile shapes for `graphs` (default: all) of a Bundle."""
+    resolved = resolve(options, bundle)
+    names = list(graphs) if graphs is not None else list(bundle.graphs)
+    return {name: graph_profile(bundle, name, resolved) for name in names}
 
 
 def profile_json(profile: GraphProfile) -> dict[str, dict[str, list[int]]]:

@@ -11,8 +11,9 @@ A call is: set_input_shape + H2D copy per input, execute_async_v3 on the stream,
 stream synchronize. Runners may share a stream, so work queued on several engines runs in order without
 host synchronisation; `copy_rows` moves rows between device tensors (also across runners) on that stream.
 
-`decode_plan` is the pure part of the device-resident translate path (see backends/tensorrt.py): which
-device-to-device row copies fill a decoder batch from the encoder's content rows and the MLP's AdaIN rows.
+Values that outlive one call (a job's content codes) are `DeviceArray`s: plain device buffers with a shape,
+filled by device-to-device copies from an engine's output (`keep`), gathered by rows (`gather_plan`: the pure
+part, which copies build `value[rows]`), or uploaded once.
 """
 from __future__ import annotations
 
@@ -248,60 +249,63 @@ class EngineRunner:
                    f"cudaMemcpyAsync({kind}, {nbytes} bytes)")
 
 
-# ----------------------------------------------------------------------------------- device-side broadcast
+# ---------------------------------------------------------------------------------------- device values
 
 
 class DeviceArray(TensorInfo):
-    """A plain device buffer outside any engine (e.g. the AdaIN store of the translate path)."""
+    """A device buffer outside any engine holding one array (`shape`, `dtype`); its memory belongs to whoever
+    allocated it (the TensorRT backend's pool)."""
 
-    def __init__(self, cudart, name: str, nbytes: int):
-        super().__init__(name, False, np.dtype(np.uint8), (nbytes,), nbytes=nbytes)
-        self._cudart = cudart
-        self.device_ptr = int(cuda_check(cudart, cudart.cudaMalloc(nbytes), f"cudaMalloc({nbytes})"))
+    def __init__(self, name: str, shape: tuple[int, ...], dtype: np.dtype, device_ptr: int):
+        dtype = np.dtype(dtype)
+        super().__init__(name, False, dtype, tuple(shape), device_ptr=device_ptr,
+                         nbytes=array_nbytes(shape, dtype))
+        self.shape = tuple(shape)
 
-    def free(self) -> None:
-        if self.device_ptr:
-            self._cudart.cudaFree(self.device_ptr)
-            self.device_ptr = 0
+    @property
+    def row_bytes(self) -> int:
+        return math.prod(self.shape[1:]) * self.dtype.itemsize
+
+
+def array_nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    return max(1, math.prod(shape)) * np.dtype(dtype).itemsize
 
 
 @dataclass(frozen=True)
 class RowCopy:
-    """Copy `rows` rows into the decoder input `target` ('content' or 'adain_params') at `dst_row`.
+    """Copy `rows` rows from source row `src_row` (of the gathered value, or with `from_self` of the result
+    itself: doubling a repeated row) to result row `dst_row`."""
 
-    source 'content': rows of the content encoder's output (relative to the current image chunk);
-    source 'adain':   rows of the AdaIN store (one row per style);
-    source 'self':    rows already written to the same decoder input (doubling a broadcast).
-    """
-
-    target: str
-    source: str
     src_row: int
     dst_row: int
     rows: int
+    from_self: bool = False
 
 
-def decode_plan(first_image: int, n_styles: int, start: int, stop: int) -> list[RowCopy]:
-    """Row copies that fill decoder rows [start, stop) of the (image, style) grid, row r = image * S + style.
-
-    Content rows are indexed relative to `first_image` (the first image of the encoder chunk). Each image's
-    content row is copied once and then doubled within the decoder input (log2 copies per image, not S);
-    AdaIN rows for one image are a contiguous run of the store, so one copy each.
-    """
-    if n_styles < 1 or start < 0 or stop < start:
-        raise ValueError(f"bad decode range [{start}, {stop}) for {n_styles} styles")
+def gather_plan(rows: np.ndarray) -> list[RowCopy]:
+    """Device-to-device copies that build `value[rows]`: a run of consecutive source rows is one copy; a row
+    repeated k times is copied once, then doubled inside the result (1 + log2(k) copies, not k), which is how
+    a job broadcasts one image's content over its S styles."""
+    rows = [int(r) for r in np.asarray(rows).reshape(-1)]
+    if any(r < 0 for r in rows):
+        raise ValueError("row indices must be >= 0")
     plan: list[RowCopy] = []
-    row = start
-    while row < stop:
-        image, style = divmod(row, n_styles)
-        run = min(stop, (image + 1) * n_styles) - row  # rows of this image inside [start, stop)
-        dst = row - start
-        plan.append(RowCopy("content", "content", image - first_image, dst, 1))
-        filled = 1
-        while filled < run:
-            count = min(filled, run - filled)
-            plan.append(RowCopy("content", "self", dst, dst + filled, count))
-            filled += count
-        plan.append(RowCopy("adain_params", "adain", style, dst, run))
-        row += run
+    i = 0
+    while i < len(rows):
+        j = i
+        while j + 1 < len(rows) and rows[j + 1] == rows[i]:
+            j += 1
+        if j > i:  # repeated: once, then doubling
+            plan.append(RowCopy(rows[i], i, 1))
+            filled, run = 1, j - i + 1
+            while filled < run:
+                count = min(filled, run - filled)
+                plan.append(RowCopy(i, i + filled, count, from_self=True))
+                filled += count
+            i = j + 1
+            continue
+        while j + 1 < len(rows) and rows[j + 1] == rows[j] + 1 and (j + 2 >= len(rows) or rows[j + 2] != rows[j + 1]):
+            j += 1
+        plan.append(RowCopy(rows[i], i, j - i + 1))
+        i = j + 1
     return plan

@@ -21,16 +21,16 @@ Pure python (no torch, no protobuf): tests parse every config with Triton's Mode
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from pathlib import Path
+from typing import Callable
 
 from munit_rt.errors import BundleError, InputError, MunitRtError
+from munit_rt.bundle import open_bundle
 from munit_rt.triton.layout import DIRECTIONS, Layout, family_layout
 from munit_rt.triton.pbtxt import ensemble_config, model_config, to_pbtxt
 
@@ -103,16 +103,15 @@ def export_triton(bundle: str | Path, repo: str | Path, *, platform: str = "onnx
     if direction not in (*DIRECTIONS, "both"):
         raise InputError(f"--direction must be a2b, b2a or both, got {direction!r}")
 
-    bundle_path, manifest = read_bundle(bundle)
-    family = manifest["family"]
-    prefix = prefix if prefix is not None else family
+    opened = open_bundle(bundle)
+    bundle_path = opened.path
+    prefix = prefix if prefix is not None else opened.family
     if not _NAME_RE.match(prefix):
         raise InputError(f"--prefix {prefix!r}: Triton model names here are letters, digits, '_', '.', '-'")
-    if precision not in manifest.get("precisions", []):
+    if precision not in opened.precisions:
         raise BundleError(f"bundle {bundle_path} has no {precision} graphs (exported: "
-                          f"{', '.join(manifest.get('precisions', []))}); pass --precision "
-                          f"{(manifest.get('precisions') or ['fp32'])[0]} or re-export")
-    layout = family_layout(manifest, direction, prefix)
+                          f"{', '.join(opened.precisions)}); pass --precision {opened.precisions[0]} or re-export")
+    layout = family_layout(opened, direction, prefix)
     repo = Path(repo)
     _check_destination(repo, bundle_path, force)
 
@@ -120,70 +119,26 @@ def export_triton(bundle: str | Path, repo: str | Path, *, platform: str = "onnx
     if platform == "tensorrt":
         from munit_rt.triton.engines import describe_target, find_plans
 
-        plans, max_batch = find_plans(bundle_path, manifest, [m.graph for m in layout.models], precision, max_batch,
-                                      gpu, trt_version)
+        plans, max_batch = find_plans(opened, [m.graph for m in layout.models], precision, max_batch, gpu,
+                                      trt_version)
         sources = {graph: (plan.path, None) for graph, plan in plans.items()}
         target = describe_target(next(iter(plans.values())).target)
     else:
         if gpu is not None or trt_version is not None:
             raise InputError("--gpu and --trt-version choose TensorRT engines; they need --platform tensorrt")
         max_batch = max_batch if max_batch is not None else DEFAULT_MAX_BATCH
-        sources = {m.graph: graph_file(bundle_path, manifest, m.graph, precision) for m in layout.models}
+        sources = {m.graph: (opened.graph_path(m.graph, precision), opened.graphs[m.graph].files[precision].sha256)
+                   for m in layout.models}
 
-    result = TritonRepository(repo, family, platform, precision, max_batch, KINDS[kind], instances, target=target)
+    result = TritonRepository(repo, opened.family, platform, precision, max_batch, KINDS[kind], instances, target=target)
     staging = Path(tempfile.mkdtemp(prefix=f".{repo.name}.tmp-", dir=repo.parent))
     try:
-        _write_repository(staging, layout, sources, result, bundle_path, manifest, say)
+        _write_repository(staging, layout, sources, result, bundle_path, say)
         _publish(staging, repo, force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return result
-
-
-# ------------------------------------------------------------------------------------------------ the bundle
-
-
-def read_bundle(bundle: str | Path) -> tuple[Path, dict[str, Any]]:
-    """The bundle folder and its manifest. Families the runtime reader knows get its full validation; the
-    graph files copied are checked against their sha256 in any case."""
-    from munit_rt.bundle import FAMILIES as READER_FAMILIES, MANIFEST_NAME, SUPPORTED_SCHEMA_VERSIONS, Bundle
-
-    path = Path(bundle)
-    if path.name == MANIFEST_NAME and path.is_file():
-        path = path.parent
-    if not path.is_dir():
-        raise BundleError(f"bundle {path}: not a directory (a bundle is the folder `munit-rt export` writes)")
-    try:
-        manifest = json.loads((path / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundleError(f"bundle {path}: no {MANIFEST_NAME}; is this a bundle written by `munit-rt export`?") \
-            from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"bundle {path}: {MANIFEST_NAME} is not readable JSON ({exc})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("graphs"), dict):
-        raise BundleError(f"bundle {path}: {MANIFEST_NAME} has no 'graphs' object")
-    if manifest.get("schema_version") not in SUPPORTED_SCHEMA_VERSIONS:
-        raise BundleError(f"bundle {path}: schema_version {manifest.get('schema_version')!r} is not supported; "
-                          "upgrade munit-rt or re-export")
-    if manifest.get("family") in READER_FAMILIES:
-        Bundle(path)  # the runtime's complete check (every file, every hash)
-    return path, manifest
-
-
-def graph_file(bundle_path: Path, manifest: dict[str, Any], graph: str, precision: str) -> tuple[Path, str]:
-    """(path, sha256) of a graph's file, refusing paths that leave the bundle."""
-    try:
-        entry = manifest["graphs"][graph]["files"][precision]
-        rel, sha = entry["path"], entry["sha256"]
-    except (KeyError, TypeError):
-        raise BundleError(f"bundle {bundle_path}: graph '{graph}' has no {precision} file in its manifest") from None
-    pure = PurePosixPath(rel) if isinstance(rel, str) else None
-    root = bundle_path.resolve()
-    if pure is None or not rel or pure.is_absolute() or ".." in pure.parts or "\\" in rel or ":" in rel \
-            or not (root / pure).resolve().is_relative_to(root):
-        raise BundleError(f"bundle {bundle_path}: path {rel!r} of graph '{graph}' must stay inside the bundle")
-    return root / pure, sha
 
 
 # ------------------------------------------------------------------------------------------------ writing
@@ -215,8 +170,7 @@ def _copy_checked(source: Path, dest: Path, sha256: str | None) -> None:
 
 
 def _write_repository(staging: Path, layout: Layout, sources: dict[str, tuple[Path, str | None]],
-                      result: TritonRepository, bundle_path: Path, manifest: dict[str, Any],
-                      say: Callable[[str], None]) -> None:
+                      result: TritonRepository, bundle_path: Path, say: Callable[[str], None]) -> None:
     backend, filename = PLATFORMS[result.platform]
     origin = f"munit-rt export-triton from {bundle_path.resolve()}"
     for spec in layout.models:

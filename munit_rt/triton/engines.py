@@ -75,15 +75,15 @@ def _plan_if_valid(plan_path: Path, graph: str, precision: str, graph_sha: str) 
     return Plan(graph, plan_path, target, batch, plan_path.stat().st_mtime)
 
 
-def find_plans(bundle_path: Path, manifest: Mapping[str, Any], graphs: Iterable[str], precision: str,
-               max_batch: int | None, gpu: str | None = None,
+def find_plans(bundle: Any, graphs: Iterable[str], precision: str, max_batch: int | None, gpu: str | None = None,
                trt_version: str | None = None) -> tuple[dict[str, Plan], int]:
     """One plan per graph from a single target, and the max_batch_size they all serve."""
     graphs = list(graphs)
+    bundle_path = bundle.path
     candidates: list[Plan] = []
     for directory in engine_dirs(bundle_path):
         for graph in graphs:
-            graph_sha = cache.graph_sha256(manifest, graph, precision)
+            graph_sha = bundle.graphs[graph].files[precision].sha256
             for plan_path in sorted(directory.glob(f"{graph}-{precision}-*{cache.PLAN_SUFFIX}")):
                 plan = _plan_if_valid(plan_path, graph, precision, graph_sha)
                 if plan is not None:

@@ -30,7 +30,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from munit_rt.errors import InputError, MunitRtError
-from munit_rt.images import printable
+from munit_rt.text import printable
 
 LAYOUTS = ("nested", "official")
 FORMATS = {"png": ("PNG", {}), "jpg": ("JPEG", {"quality": 95})}

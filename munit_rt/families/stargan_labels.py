@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from munit_rt.errors import InputError
-from munit_rt.family import ManifestProblem as _problem
+from munit_rt.bundle.fields import Fields
 
 
 @dataclass(frozen=True)
@@ -44,40 +44,35 @@ class LabelSpace:
     mask_offset: int | None    # two datasets: the 2-way mask; one: None
 
     @classmethod
-    def from_manifest(cls, labels: Any) -> LabelSpace:
-        try:
-            c_dim = int(labels["c_dim"])
-            layout = {entry["name"]: entry for entry in labels["layout"]}
-            datasets, used = [], 0
-            for index, suffix in enumerate(("", "_2")):
-                entry = layout.get(f"dataset_{index + 1}")
-                if entry is None:
-                    continue
-                attrs = tuple(str(a) for a in entry["attrs"])
-                offset, length = int(entry["offset"]), int(entry["length"])
-                hair = tuple(str(a) for a in labels.get(f"hair_color_attrs{suffix}", []))
-                if length != len(attrs) or offset < 0 or offset + length > c_dim or not attrs:
-                    raise _problem(f"labels layout dataset_{index + 1} (offset {offset}, length {length}, "
-                                   f"{len(attrs)} attrs) does not fit c_dim {c_dim}")
-                if len(set(attrs)) != len(attrs) or not set(hair) <= set(attrs):
-                    raise _problem(f"labels of dataset_{index + 1}: repeated attributes or hair colours "
-                                   "that are not among its attributes")
-                datasets.append(LabelDataset(index, f"dataset_{index + 1}", offset, attrs, hair))
-                used += length
-            if not datasets or datasets[0].index != 0:
-                raise _problem("labels layout has no dataset_1")
+    def from_manifest(cls, labels: Fields | dict) -> LabelSpace:
+        """The manifest's `labels` block, validated (ManifestError naming the key)."""
+        labels = labels if isinstance(labels, Fields) else Fields(labels, "labels")
+        c_dim = labels.int("c_dim", low=1, high=4096)
+        layout = {}
+        for entry in labels.objects("layout", min_items=1):
+            layout[entry.str("name", choices=("dataset_1", "dataset_2", "mask"))] = entry
+        datasets, used = [], 0
+        for index, suffix in enumerate(("", "_2")):
+            entry = layout.get(f"dataset_{index + 1}")
+            if entry is None:
+                continue
+            attrs = entry.strings("attrs")
+            offset, length = entry.int("offset", low=0, high=c_dim), entry.int("length", low=1, high=c_dim)
+            hair = labels.strings(f"hair_color_attrs{suffix}", default=())
+            entry.check(length == len(attrs) and offset + length <= c_dim and bool(attrs), "length",
+                        f"(offset {offset}, length {length}, {len(attrs)} attrs) does not fit c_dim {c_dim}")
+            labels.check(set(hair) <= set(attrs), f"hair_color_attrs{suffix}",
+                         f"names hair colours that are not among dataset_{index + 1}'s attributes")
+            datasets.append(LabelDataset(index, f"dataset_{index + 1}", offset, attrs, hair))
+            used += length
+        labels.check(bool(datasets) and datasets[0].index == 0, "layout", "has no dataset_1")
+        mask_offset = None
+        if len(datasets) == 2:
             mask = layout.get("mask")
-            mask_offset = None
-            if len(datasets) == 2:
-                if mask is None or int(mask["length"]) != 2 or not 0 <= int(mask["offset"]) <= c_dim - 2:
-                    raise _problem("labels layout of two datasets needs a 2-long 'mask' inside c_dim")
-                mask_offset, used = int(mask["offset"]), used + 2
-            if used != c_dim:
-                raise _problem(f"labels layout covers {used} of c_dim {c_dim} entries")
-        except _problem:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _problem(f"labels block is malformed ({type(exc).__name__}: {exc})") from None
+            labels.check(mask is not None, "layout", "of two datasets needs a 2-long 'mask' inside c_dim")
+            mask.check(mask.int("length") == 2, "length", "must be 2")
+            mask_offset, used = mask.int("offset", low=0, high=c_dim - 2), used + 2
+        labels.check(used == c_dim, "c_dim", f"is {c_dim} but the layout covers {used} entries")
         return cls(c_dim, tuple(datasets), mask_offset)
 
     # -- names -----------------------------------------------------------------------------------------

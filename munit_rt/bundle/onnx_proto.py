@@ -1,4 +1,5 @@
-"""Does an ONNX model reference external data? A minimal protobuf walk: no `onnx` package needed.
+"""What the bundle reader needs to know of an ONNX file, from a minimal protobuf walk (no `onnx` package):
+does it reference external data, and what are its graph's real inputs and outputs.
 
 A tensor in an ONNX file may keep its values in another file (`data_location: EXTERNAL` with
 `external_data {key: "location" value: "../../somewhere"}`); ONNX Runtime and TensorRT's parser then open that
@@ -16,6 +17,11 @@ Tensors can sit in several places, all walked (field numbers from onnx/onnx.prot
   TensorProto.external_data(13) {key(1), value(2)}, .data_location(14) (EXTERNAL = 1)
 Other fields are skipped by their wire type without being decoded (raw tensor bytes cost nothing).
 
+Graph I/O (`graph_io`): GraphProto.input(11) / .output(12) are ValueInfoProto {name(1), type(2)}; TypeProto
+.tensor_type(1) {elem_type(1), shape(2)}; TensorShapeProto.dim(1) {dim_value(1) | dim_param(2)}. Inputs that
+are also initializers (GraphProto.initializer(5), TensorProto.name(8)) are weights, not feeds (IR < 4 lists
+them as inputs), and are left out.
+
 The walk follows protobuf's own parsing rules, so it sees exactly the tensors ONNX Runtime would: unknown
 fields and groups are skipped, a known field with an unexpected wire type is skipped (protobuf treats it as
 unknown), and bytes that are not a well-formed message raise MalformedModel, as protobuf's all-or-nothing
@@ -23,6 +29,8 @@ parse fails on them too (so such a file can make no runtime open anything). Only
 protobuf's default recursion limit is refused outright (NestingTooDeep), whatever a parser's limit might be.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 _VARINT, _FIXED64, _LEN, _START_GROUP, _END_GROUP, _FIXED32 = 0, 1, 2, 3, 4, 5
 _EXTERNAL = 1
@@ -150,3 +158,74 @@ def _tensor(buf: memoryview, found: list[str]) -> None:
                 location = entry.get(2, b"").decode("utf-8", "backslashreplace")
     if external:
         found.append(location or "")
+
+
+# ONNX TensorProto.DataType -> the manifest's dtype names
+ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16",
+              11: "float64", 16: "bfloat16"}
+
+
+@dataclass(frozen=True)
+class ValueInfo:
+    """One graph input or output as the file declares it: dims are ints, strings (symbolic) or None (unknown)."""
+
+    name: str
+    dtype: str | None  # None: an element type munit-rt does not use, or none declared
+    shape: tuple[int | str | None, ...] | None  # None: no shape declared
+
+
+def graph_io(data: bytes) -> tuple[list[ValueInfo], list[ValueInfo]]:
+    """(inputs, outputs) of a serialized ModelProto's main graph; MalformedModel if it is not one."""
+    graph = None
+    for number, wire, value in _fields(memoryview(data)):
+        if number == 7 and wire == _LEN:
+            graph = value  # protobuf keeps the last occurrence of a singular field
+    if graph is None:
+        raise MalformedModel("no graph")
+    inputs, outputs, weights = [], [], set()
+    for number, wire, value in _fields(graph):
+        if wire != _LEN:
+            continue
+        if number == 11:
+            inputs.append(_value_info(value))
+        elif number == 12:
+            outputs.append(_value_info(value))
+        elif number == 5:
+            weights.update(_text(v) for n, w, v in _fields(value) if n == 8 and w == _LEN)
+    return [v for v in inputs if v.name not in weights], outputs
+
+
+def _value_info(buf: memoryview) -> ValueInfo:
+    name, dtype, shape = "", None, None
+    for number, wire, value in _fields(buf):
+        if number == 1 and wire == _LEN:
+            name = _text(value)
+        elif number == 2 and wire == _LEN:
+            for n, w, tensor in _fields(value):
+                if n == 1 and w == _LEN:  # tensor_type
+                    dtype, shape = _tensor_type(tensor)
+    return ValueInfo(name, dtype, shape)
+
+
+def _tensor_type(buf: memoryview) -> tuple[str | None, tuple | None]:
+    dtype, shape = None, None
+    for number, wire, value in _fields(buf):
+        if number == 1 and wire == _VARINT:
+            dtype = ELEM_TYPES.get(value)
+        elif number == 2 and wire == _LEN:
+            shape = tuple(_dim(dim) for n, w, dim in _fields(value) if n == 1 and w == _LEN)
+    return dtype, shape
+
+
+def _dim(buf: memoryview) -> int | str | None:
+    dim: int | str | None = None
+    for number, wire, value in _fields(buf):
+        if number == 1 and wire == _VARINT:
+            dim = value if value < 1 << 63 else value - (1 << 64)  # int64 two's complement
+        elif number == 2 and wire == _LEN:
+            dim = _text(value)
+    return dim
+
+
+def _text(buf: memoryview) -> str:
+    return bytes(buf).decode("utf-8", "backslashreplace")

@@ -1,12 +1,5 @@
-"""Finding input images, reading them as the bundle's preprocessing says, and converting outputs to pixels.
-
-Preprocessing (docs/bundle-format.md "preprocess"): EXIF orientation applied, alpha composited on white,
-converted to the domain's channels, shorter side scaled to `size` (bicubic; the longer side truncated as
-torchvision's `Resize(size)` does, which the official test script uses), then a center crop down to a
-multiple of `multiple`, then x = (pixel/255 - mean) / std. CycleGAN bundles resize instead of cropping: each
-side to the nearest multiple (upstream's `__make_power_2`, bicubic, after the shorter-side scaling). StarGAN
-bundles (resize "square"): center crop `crop_size` x `crop_size` (an image smaller than that: its largest
-centred square), then resize to `size` x `size` (bilinear), as upstream and training/celeba.py.
+"""Finding input images, reading them as the bundle's preprocessing says (munit_rt.preprocess), and the
+checks that refuse what cannot be read whole.
 
 Input handling (each input is translated after the conversion below, or refused with a one-line reason):
   * decoded by content, not by extension (a PNG named .jpg is a PNG), among JPEG/MPO, PNG, BMP, WebP, GIF
@@ -29,11 +22,13 @@ import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from munit_rt.errors import InputError
+from munit_rt.preprocess import Preprocess, fit_to_multiple, resize, scaled_size
+from munit_rt.text import printable
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 # What Image.open may decode, whatever the extension says ("JPEG" opens MPO too: the JPEGs many cameras write).
@@ -61,46 +56,6 @@ def _load_plugins() -> None:
 class InputImage:
     path: Path
     relpath: str  # POSIX path relative to the folder it was found in (a single file: its name)
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    size: int
-    multiple: int
-    channels: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    resize: str = "shorter_side"  # or "square" (StarGAN: center crop `crop_size`, then size x size, bilinear)
-    fit: str = "crop"  # shorter_side: H, W to the multiple by center crop (MUNIT) or "round" (CycleGAN resize)
-    crop_size: int | None = None  # square: the center crop first (None: no crop)
-
-    @classmethod
-    def from_bundle(cls, preprocess: dict[str, Any], channels: int, size: int | None = None,
-                    fit: str = "crop") -> Preprocess:
-        """`fit` is the family's (munit_rt.family.FAMILIES[...].fit); `size` overrides the bundle's."""
-        multiple = int(preprocess.get("multiple", 1))
-        size = int(size or preprocess["size"])
-        if size < multiple:
-            raise InputError(f"--size {size} is smaller than the model's spatial multiple {multiple}")
-        resize, resample = preprocess.get("resize", "shorter_side"), preprocess.get("resample", "bicubic")
-        if (resize, resample) not in (("shorter_side", "bicubic"), ("square", "bilinear")) or \
-                preprocess.get("crop", "center") != "center":
-            raise InputError(f"preprocess {resize}/{resample} is not supported; expected shorter_side/bicubic or "
-                             "square/bilinear with a center crop")
-        if resize == "square" and size % multiple:
-            raise InputError(f"--size {size} must be a multiple of {multiple} for this model (square inputs)")
-        crop_size = int(preprocess["crop_size"]) if resize == "square" and preprocess.get("crop") else None
-        mean = tuple(float(v) for v in preprocess.get("mean", [0.5] * 3))[:channels]
-        std = tuple(float(v) for v in preprocess.get("std", [0.5] * 3))[:channels]
-        return cls(size, multiple, channels, mean, std, resize, fit, crop_size)
-
-
-def printable(text: str) -> str:
-    """`text` safe to print on any UTF-8 stream: undecodable file-name bytes (os.fsdecode's surrogates) as \\xNN."""
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # a lone surrogate that no file name decodes to
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def find_images(inputs: list[Path], recursive: bool = False, exclude: Iterable[Path] = ()) -> list[InputImage]:
@@ -146,7 +101,7 @@ def _scan_folder(root: Path, recursive: bool, excluded: list[Path]) -> Iterator[
             yield InputImage(path, path.relative_to(root).as_posix())
 
 
-def read_image(path: Path, prep: Preprocess) -> np.ndarray:
+def read_image(path: Path, prep: Preprocess, channels: int) -> np.ndarray:
     """An image file -> preprocessed uint8 [H, W, C] (the pixels the model sees, before normalising).
 
     Raises InputError with a one-line reason for inputs that are refused (see the module docstring).
@@ -172,10 +127,9 @@ def read_image(path: Path, prep: Preprocess) -> np.ndarray:
             _check_shape(w, h, prep.size)
         try:
             if image.format in ("JPEG", "MPO") and prep.resize == "shorter_side":  # decode at 1/2, 1/4 or 1/8
-                image.draft(None, _scaled_size(image.size, prep.size))  # scale when that still covers the target
+                image.draft(None, scaled_size(image.size, prep.size))  # scale when that still covers the target
             image = ImageOps.exif_transpose(image)  # decodes (the first frame of an animation)
-            image = _to_channels(image, prep.channels)
-            image = _resized(image, prep)
+            image = resize(_to_channels(image, channels), prep)
             pixels = np.asarray(image, dtype=np.uint8)
         except Image.DecompressionBombError as exc:
             raise InputError(f"refused as a possible decompression bomb ({exc})") from None
@@ -185,7 +139,7 @@ def read_image(path: Path, prep: Preprocess) -> np.ndarray:
             raise
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
-    return center_crop_to_multiple(pixels, prep.multiple)
+    return fit_to_multiple(pixels, prep.multiple)
 
 
 def _check_file(path: Path) -> None:
@@ -210,40 +164,6 @@ def _check_shape(w: int, h: int, size: int) -> None:
                          f"be at least {math.ceil(longer / MAX_ASPECT_RATIO)} px")
 
 
-def _resized(image, prep: Preprocess):
-    """The resize step of each family (the module docstring); for "crop" the crop follows in read_image."""
-    from PIL import Image
-
-    if prep.resize == "square":  # StarGAN: torchvision CenterCrop(crop_size) + Resize(image_size), bilinear
-        w, h = image.size
-        crop = min(prep.crop_size or min(w, h), w, h)  # smaller images: their largest centred square
-        top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
-        if (crop, crop) != (w, h):
-            image = image.crop((left, top, left + crop, top + crop))
-        return image if crop == prep.size else image.resize((prep.size, prep.size), Image.Resampling.BILINEAR)
-    target = _scaled_size(image.size, prep.size)
-    if image.size != target:
-        image = image.resize(target, Image.Resampling.BICUBIC)
-    if prep.fit == "round":  # CycleGAN: upstream __make_power_2, each side to the nearest multiple, bicubic
-        target = (round_to_multiple(image.width, prep.multiple), round_to_multiple(image.height, prep.multiple))
-        if image.size != target:
-            image = image.resize(target, Image.Resampling.BICUBIC)
-    return image
-
-
-def round_to_multiple(size: int, multiple: int) -> int:
-    """Upstream CycleGAN's `__make_power_2`: int(round(size / multiple) * multiple), Python's half-to-even
-    round (10 -> 8, 14 -> 16 for 4), never below one multiple."""
-    return max(multiple, int(round(size / multiple) * multiple))
-
-
-def _scaled_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
-    w, h = size
-    if w <= h:
-        return shorter, max(shorter, int(shorter * h / w))
-    return max(shorter, int(shorter * w / h)), shorter
-
-
 def _to_channels(image, channels: int):
     from PIL import Image
 
@@ -261,23 +181,3 @@ def _to_channels(image, channels: int):
     if image.mode == "LA":
         image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image.convert("RGBA"))
     return image.convert("RGB" if channels == 3 else "L")
-
-
-def center_crop_to_multiple(pixels: np.ndarray, multiple: int) -> np.ndarray:
-    h, w = pixels.shape[:2]
-    new_h, new_w = max(multiple, h // multiple * multiple), max(multiple, w // multiple * multiple)
-    top, left = (h - new_h) // 2, (w - new_w) // 2
-    return pixels[top:top + new_h, left:left + new_w]
-
-
-def normalize(pixels_u8_hwc: np.ndarray, prep: Preprocess) -> np.ndarray:
-    """uint8 [H, W, C] -> float32 [C, H, W] in the model's range."""
-    x = pixels_u8_hwc.astype(np.float32) / 255.0
-    x = (x - np.asarray(prep.mean, np.float32)) / np.asarray(prep.std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
-
-
-def to_pixels(output_chw: np.ndarray) -> np.ndarray:
-    """Model output float [C, H, W] in [-1, 1] -> uint8 [H, W, C]: round(clip((y + 1) / 2) * 255), never rescaled."""
-    y = np.clip((np.asarray(output_chw, np.float32) + 1.0) / 2.0, 0.0, 1.0) * 255.0
-    return np.rint(y).astype(np.uint8).transpose(1, 2, 0)

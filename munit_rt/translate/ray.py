@@ -1,21 +1,22 @@
 """`munit-rt translate --engine ray`: the local engine's run, executed as a Ray Data pipeline.
 
-Same inputs, options, outputs and resume behaviour as the local engine (munit_rt.pipeline), file for file.
+Same inputs, options, outputs and resume behaviour as the local engine (munit_rt.translate.local), file for file.
 The driver (the `munit-rt translate` process) does what the local engine does before any inference: it reads
 the bundle's manifest, lists the inputs, drops clashes, cleans stale temporary files and skips the inputs whose
 outputs are complete (translate_paths). Only the remaining inputs go through Ray:
 
     from_items([(path, relpath)])                 one record per input still to do
-    -> map_batches(_decode_batch)                 Ray tasks: read + preprocess (pipeline._read_input)
+    -> map_batches(_decode_batch)                 Ray tasks: read + preprocess (stages.read_input)
     -> map_batches(TranslateWorker, ActorPoolStrategy(size=N), num_gpus=G)
                                                   each actor holds one munit_rt.Translator, built from the
-                                                  bundle path; inference by pipeline.batch_runner, writing by
-                                                  pipeline._write_outputs (atomic, in the worker)
+                                                  bundle path, and the run's plan (prepared there); writing by
+                                                  stages.write_outputs (atomic, in the worker)
     -> iter_rows() on the driver                  per input: ok / failed + reason -> the same Report
 
-Outputs are identical to the local engine's: random style codes come from (seed, relative path) only
-(StylePlan.codes_for -> munit_rt.styles.random_styles), whichever worker handles an input and in whatever
-order; images are batched by size as the local engine does (batch composition does not change the bytes).
+Outputs are identical to the local engine's: the family's plan decides every output from the input and the
+options alone (MUNIT's random style codes from (seed, relative path)), whichever worker handles an input and in
+whatever order; images are batched by size as the local engine does (batch composition does not change the
+bytes).
 Ray may fuse the decode step into the actors (same resources); with --gpus-per-worker it runs as CPU tasks.
 
 Every path a worker touches must be reachable under the same absolute name on every node (a shared file
@@ -37,13 +38,16 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from munit_rt.errors import InputError, MunitRtError
+from munit_rt.errors import InputError, MunitRtError, one_line_reason
+from munit_rt.translate.stages import read_input, write_outputs
 
 if TYPE_CHECKING:
     from munit_rt.bundle import Bundle
-    from munit_rt.images import InputImage, Preprocess
-    from munit_rt.outputs import OutputLayout
-    from munit_rt.pipeline import Report, TranslateOptions
+    from munit_rt.families.base import TranslatePlan
+    from munit_rt.io.images import InputImage
+    from munit_rt.io.outputs import OutputLayout
+    from munit_rt.translate.options import TranslateOptions
+    from munit_rt.translate.report import Report
 
 RAY_EXTRA = "munit-rt[ray]"
 # per-input result states (the actor's output column "status"): FATAL stops the run (disk full, read-only),
@@ -77,18 +81,16 @@ def _absolute(path: Path) -> Path:
 
 
 # -- stage 2: decode + preprocess (Ray tasks) ----------------------------------------------------------------
-def _decode_batch(batch: dict[str, np.ndarray], prep: Preprocess) -> dict[str, np.ndarray]:
+def _decode_batch(batch: dict[str, np.ndarray], plan: TranslatePlan) -> dict[str, np.ndarray]:
     """Records (path, relpath) -> the preprocessed uint8 pixels (raw bytes + shape) or the failure reason."""
-    from munit_rt.pipeline import _read_input, _reason
-
     n = len(batch["relpath"])
     status, reason, pixels = [OK] * n, [b""] * n, [b""] * n
     shape, seconds = np.zeros((n, 3), np.int64), np.zeros(n, np.float64)
     for i, raw_path in enumerate(batch["path"]):
         try:
-            image, _, seconds[i] = _read_input(Path(os.fsdecode(bytes(raw_path))), prep)
+            image, _, seconds[i] = read_input(Path(os.fsdecode(bytes(raw_path))), plan.prep, plan.channels)
         except Exception as exc:  # noqa: BLE001 - unreadable input: reported by name, the run goes on
-            status[i], reason[i] = FAILED, _to_bytes(_reason(exc))
+            status[i], reason[i] = FAILED, _to_bytes(one_line_reason(exc))
             continue
         pixels[i], shape[i] = np.ascontiguousarray(image).tobytes(), image.shape
     return {"relpath": batch["relpath"], "status": np.array(status, dtype=object),
@@ -100,24 +102,21 @@ def _decode_batch(batch: dict[str, np.ndarray], prep: Preprocess) -> dict[str, n
 class TranslateWorker:
     """A Ray Data actor: builds the bundle's Translator once from its path, then translates and writes batches."""
 
-    def __init__(self, bundle_path: str, options: TranslateOptions, layout: OutputLayout, plan: Any,
-                 preps: tuple[Preprocess, Preprocess | None]):
-        from munit_rt.pipeline import batch_runner
+    def __init__(self, bundle_path: str, options: TranslateOptions, layout: OutputLayout, plan: TranslatePlan):
         from munit_rt.translator import Translator
 
-        self.layout, self.prep, self.translator, self.setup_error = layout, preps[0], None, ""
+        self.layout, self.plan, self.translator, self.setup_error = layout, plan, None, ""
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         try:
             self.translator = Translator(bundle_path, backend=options.backend, precision=options.precision)
             self.backend = f"{self.translator.backend.name} ({self.translator.backend.device})"
-            self.run_batch = batch_runner(self.translator, options, plan, preps[1])  # the local engine's inference
+            plan.prepare(self.translator)  # as the local engine does, once per worker
         except MunitRtError as exc:  # Ray would keep only its text in a traceback: hand it to the driver instead
             self.setup_error, self.backend = str(exc), ""
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from munit_rt.images import normalize
-        from munit_rt.outputs import OutputError
-        from munit_rt.pipeline import _reason, _write_outputs
+        from munit_rt.io.outputs import OutputError
+        from munit_rt.preprocess import normalize
 
         n = len(batch["relpath"])
         relpaths = [_to_text(r) for r in batch["relpath"]]
@@ -133,21 +132,21 @@ class TranslateWorker:
         for members in buckets.values():
             started = time.perf_counter()
             try:
-                images = np.stack([normalize(pixels, self.prep) for _, pixels in members])
-                outputs = self.run_batch(images, [relpaths[i] for i, _ in members])
+                images = np.stack([normalize(pixels, self.plan.prep) for _, pixels in members])
+                outputs = self.plan.run(self.translator, images, [relpaths[i] for i, _ in members])
             except Exception as exc:  # noqa: BLE001 - the batch fails, the run goes on
                 for i, _ in members:
-                    status[i], reason[i] = FAILED, _to_bytes(f"inference failed ({_reason(exc)})")
+                    status[i], reason[i] = FAILED, _to_bytes(f"inference failed ({one_line_reason(exc)})")
                 continue
             per_input = (time.perf_counter() - started) / len(members)
             for (i, pixels), styled in zip(members, outputs):
                 infer_s[i] = per_input
                 try:
-                    files[i], write_s[i] = _write_outputs(self.layout, relpaths[i], pixels, styled)
+                    files[i], write_s[i] = write_outputs(self.layout, relpaths[i], pixels, styled)
                 except OutputError as exc:  # disk full, quota, read-only: the driver stops the run (exit 2)
                     status[i], reason[i] = FATAL, _to_bytes(str(exc))
                 except Exception as exc:  # noqa: BLE001 - a failed write fails that input only
-                    status[i], reason[i] = FAILED, _to_bytes(f"cannot write outputs ({_reason(exc)})")
+                    status[i], reason[i] = FAILED, _to_bytes(f"cannot write outputs ({one_line_reason(exc)})")
         return {"relpath": batch["relpath"], "status": np.array(status, dtype=object),
                 "reason": np.array(reason, dtype=object), "files": files, "decode_s": batch["decode_s"],
                 "infer_s": infer_s, "write_s": write_s, "backend": np.array([self.backend] * n, dtype=object),
@@ -161,19 +160,13 @@ class TranslateWorker:
 
 # -- the driver ---------------------------------------------------------------------------------------------
 def translate_ray(todo: list[InputImage], bundle: Bundle, options: TranslateOptions, layout: OutputLayout,
-                  plan: Any, preps: tuple[Preprocess, Preprocess | None], report: Report,
-                  notify: Callable[[str], None] | None = None) -> None:
-    """Translate `todo` on Ray workers into `report`, as pipeline._translate / _translate_family do locally.
-
-    `plan`: the run's StylePlan (MUNIT) or FamilyPlan; `preps`: (input preprocessing, MUNIT's target-domain
-    preprocessing for reference images or None).
-    """
+                  plan: TranslatePlan, report: Report, notify: Callable[[str], None] | None = None) -> None:
+    """Translate `todo` on Ray workers into `report`, as munit_rt.translate.local does in this process."""
     import copy
-    import dataclasses
 
     from tqdm import tqdm
 
-    from munit_rt.outputs import OutputError
+    from munit_rt.io.outputs import OutputError
 
     ray = require_ray()
     notify = notify or (lambda line: print(line, file=sys.stderr))
@@ -186,19 +179,18 @@ def translate_ray(todo: list[InputImage], bundle: Bundle, options: TranslateOpti
         # workers may run elsewhere, in another folder: every path they get is absolute
         worker_layout = copy.copy(layout)
         worker_layout.root = _absolute(layout.root)
-        if getattr(plan, "reference_paths", None):
-            plan = dataclasses.replace(plan, reference_paths=[_absolute(p) for p in plan.reference_paths])
+        plan = plan.with_absolute_paths(_absolute)
         records = [{"path": os.fsencode(_absolute(item.path)), "relpath": _to_bytes(item.relpath)} for item in todo]
 
         context.enable_progress_bars = False  # one bar, ours, counting inputs as the local engine's does
         _mark_logged("ray_data_progress_manager_disabled")  # Ray's hint to turn its bars back on: not here
         gpus = {"num_gpus": options.gpus_per_worker} if options.gpus_per_worker else {}
         dataset = (ray.data.from_items(records)
-                   .map_batches(_decode_batch, fn_kwargs={"prep": preps[0]}, batch_size=options.batch_size,
+                   .map_batches(_decode_batch, fn_kwargs={"plan": plan}, batch_size=options.batch_size,
                                 batch_format="numpy")
                    .map_batches(TranslateWorker, batch_size=options.batch_size, batch_format="numpy",
                                 fn_constructor_kwargs={"bundle_path": str(_absolute(bundle.path)), "options": options,
-                                                       "layout": worker_layout, "plan": plan, "preps": preps},
+                                                       "layout": worker_layout, "plan": plan},
                                 compute=ray.data.ActorPoolStrategy(size=workers), **gpus))
         progress = tqdm(total=len(todo), unit="img", file=sys.stderr, desc="translate (ray)",
                         disable=None if options.progress is None else not options.progress)
