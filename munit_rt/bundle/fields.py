@@ -12,6 +12,8 @@ import json
 import math
 from typing import Any, Callable, Iterator, Sequence
 
+from munit_rt.text import printable
+
 MAX_DEPTH = 32            # a manifest nests 6 levels; anything deeper is not ours
 MAX_INT_DIGITS = 20       # int64 has 19
 MAX_STRING = 4096         # names, paths, hashes, dates; configs hold longer text only in their own values
@@ -21,11 +23,18 @@ _MISSING = object()
 
 
 class ManifestError(ValueError):
-    """A problem at one key of a JSON document; `path` is the dotted key ("" for the document itself)."""
+    """A problem at one key of a JSON document; `path` is the dotted key ("" for the document itself). The
+    message shows the key escaped and shortened (JSON keys are any text, of any length)."""
 
     def __init__(self, path: str, problem: str):
         self.path, self.problem = path, problem
-        super().__init__(f"'{path}' {problem}" if path else problem)
+        super().__init__(f"'{show_key(path)}' {problem}" if path else problem)
+
+
+def show_key(text: str, limit: int = 160) -> str:
+    """A key or path from the document for a one-line message: control characters escaped, at most `limit`."""
+    text = printable(text, control=True)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def load_json(text: str | bytes, max_bytes: int) -> Any:

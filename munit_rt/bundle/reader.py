@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from munit_rt.bundle.fields import ManifestError, load_json
+from munit_rt.bundle.fields import ManifestError, load_json, show_key
 from munit_rt.bundle.onnx_proto import MalformedModel, NestingTooDeep, ValueInfo, external_data_locations, graph_io
 from munit_rt.bundle.schema import MANIFEST_NAME, MAX_MANIFEST_BYTES, GraphSpec, Manifest, TensorSpec, parse_manifest
 from munit_rt.errors import BundleError
+from munit_rt.text import printable
 
 
 class Bundle:
@@ -26,7 +27,7 @@ class Bundle:
         if path.name == MANIFEST_NAME and path.is_file():
             path = path.parent
         self.path = path
-        self._label = f"bundle {path}"
+        self._label = f"bundle {printable(str(path), control=True)}"
         if not path.is_dir():
             raise BundleError(f"{self._label}: not a directory (a bundle is the folder `munit-rt export` writes)")
         raw = self._read_manifest()
@@ -106,25 +107,27 @@ class Bundle:
             raise BundleError(f"{self._label}: cannot read {MANIFEST_NAME} ({exc.strerror or exc})") from None
 
     def _verify_files(self) -> None:
-        by_path = {entry.path: (graph, precision) for graph in self.graphs.values()
-                   for precision, entry in graph.files.items()}
+        by_path: dict[str, list[GraphSpec]] = {}  # graphs may share a file: it must fit each of them
+        for graph in self.graphs.values():
+            for entry in graph.files.values():
+                by_path.setdefault(entry.path, []).append(graph)
         root = self.path.resolve()
         for rel, sha in sorted(self.manifest.files.items()):
             path = self._inside(root, rel)
-            if not path.is_file():
-                raise BundleError(f"{self._label}: file {rel} listed in {MANIFEST_NAME} is missing; re-export the "
-                                  "bundle")
-            graph = by_path.get(rel)
+            graphs = by_path.get(rel, [])
             try:  # graphs: hash and inspect the same bytes
-                data = path.read_bytes() if graph is not None else None
+                if not path.is_file():
+                    raise BundleError(f"{self._label}: file {rel} listed in {MANIFEST_NAME} is missing; re-export "
+                                      "the bundle")
+                data = path.read_bytes() if graphs else None
                 digest = hashlib.sha256(data).hexdigest() if data is not None else _file_sha256(path)
             except OSError as exc:
                 raise BundleError(f"{self._label}: cannot read {rel} ({exc.strerror or exc})") from None
             if digest != sha:
                 raise BundleError(f"{self._label}: file {rel} does not match its sha256 in {MANIFEST_NAME} "
                                   "(modified or corrupt); re-export the bundle")
-            if data is not None:
-                self._check_graph_file(rel, data, graph[0])
+            for graph in graphs:
+                self._check_graph_file(rel, data, graph)
 
     def _check_graph_file(self, rel: str, data: bytes, spec: GraphSpec) -> None:
         """Self-contained (external data could point outside the bundle), and the I/O the manifest promises."""
@@ -137,22 +140,27 @@ class Bundle:
             raise BundleError(f"{self._label}: graph file {rel} is not a readable ONNX model ({exc}); re-export "
                               "the bundle") from None
         if locations:
-            shown = ", ".join(repr(loc) for loc in sorted(set(locations))[:3])
+            shown = show_key(", ".join(repr(loc) for loc in sorted(set(locations))[:3]), 300)
             raise BundleError(f"{self._label}: graph file {rel} references external tensor data ({shown}); refused: "
                               "bundle graphs must be self-contained (external data is not supported)")
         for kind, declared, actual in (("inputs", spec.inputs, inputs), ("outputs", spec.outputs, outputs)):
             problem = _io_mismatch(declared, actual)
             if problem:
                 raise BundleError(f"{self._label}: graph file {rel} does not fit graph '{spec.name}' of "
-                                  f"{MANIFEST_NAME}: {kind} {problem}; the file belongs to another graph or bundle, "
-                                  "re-export the bundle")
+                                  f"{MANIFEST_NAME}: {kind} {show_key(problem, 300)}; the file belongs to another "
+                                  "graph or bundle, re-export the bundle")
 
     def _inside(self, root: Path, rel: str) -> Path:
         """The file for a manifest path (already relative and without '..': schema.py); a symbolic link that
         leaves the bundle is refused."""
-        resolved = (root / rel).resolve()
+        try:
+            resolved = (root / rel).resolve()
+        except (OSError, RuntimeError) as exc:  # a symbolic link loop: RuntimeError before Python 3.13
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "symbolic link loop"
+            raise BundleError(f"{self._label}: cannot resolve {rel} ({reason}); refused") from None
         if not resolved.is_relative_to(root):
-            raise BundleError(f"{self._label}: {rel} resolves outside the bundle ({resolved}); refused")
+            raise BundleError(f"{self._label}: {rel} resolves outside the bundle "
+                              f"({show_key(str(resolved), 300)}); refused")
         return resolved
 
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from munit_rt.bundle.fields import Fields, ManifestError, check_int, check_str
+from munit_rt.bundle.fields import Fields, ManifestError, check_int, check_str, show_key
 from munit_rt.bundle.onnx_proto import ELEM_TYPES
 from munit_rt.preprocess import FIT_MODES, RESAMPLE_FILTERS, RESIZE_MODES, Preprocess
+from munit_rt.text import printable
 
 MANIFEST_NAME = "manifest.json"
 BUNDLE_FORMAT = "munit-rt-bundle"
@@ -128,15 +129,15 @@ def parse_manifest(data: Any) -> Manifest:
 
     top = Fields(data)
     version = top.raw("schema_version", None)
-    if isinstance(version, bool) or version not in READABLE_VERSIONS:
-        raise ManifestError("schema_version", f"is {version!r}; this munit-rt reads "
+    if isinstance(version, bool) or not isinstance(version, int) or version not in READABLE_VERSIONS:
+        raise ManifestError("schema_version", f"is {show_key(repr(version))}; this munit-rt reads "
                             f"{', '.join(map(str, READABLE_VERSIONS))}: upgrade munit-rt or re-export the bundle")
     top.str("format", BUNDLE_FORMAT, choices=(BUNDLE_FORMAT,))
     name = top.str("family")
     family = get_family(name)
     if family is None:
-        raise ManifestError("family", f"is {name!r}, a model family this munit-rt does not know (known: "
-                            f"{', '.join(families())}); written by a newer munit-rt?")
+        raise ManifestError("family", f"is {show_key(repr(name))}, a model family this munit-rt does not know "
+                            f"(known: {', '.join(families())}); written by a newer munit-rt?")
     model = family.parse_model(top)
     precisions = top.strings("precisions", choices=PRECISIONS)
     top.check(bool(precisions), "precisions", "must name at least one precision")
@@ -189,7 +190,8 @@ def _preprocess(fields: Fields, version: int, default_fit: str) -> Preprocess:
 
 def _graph(name: str, fields: Fields, precisions: tuple[str, ...], files: dict[str, str]) -> GraphSpec:
     check_str(name, fields.path)
-    fields.check(bool(_NAME.match(name)), "", "is not a valid graph name")
+    if not _NAME.match(name):
+        raise ManifestError(fields.path, "is not a valid graph name")
     graph_files = {}
     for precision, entry in fields.entries("files", min_items=1, key_choices=PRECISIONS):
         path, sha = entry.str("path"), entry.str("sha256")
@@ -242,11 +244,13 @@ def _source(fields: Fields) -> SourceCheckpoint:
 
 
 def _check_path(path: str, key: str) -> None:
-    """A bundle file's path: relative POSIX, staying inside the bundle (the reader checks symbolic links)."""
+    """A bundle file's path: relative POSIX, staying inside the bundle (the reader checks symbolic links), and
+    printable as it is (messages name it)."""
     pure = PurePosixPath(path)
     if (not path or len(path) > 1024 or pure.is_absolute() or ".." in pure.parts or "\\" in path or ":" in path
-            or any(ord(c) < 32 for c in path) or path == MANIFEST_NAME):
-        raise ManifestError(key, f"names the path {path!r}; bundle paths must be relative and stay inside the bundle")
+            or printable(path, control=True) != path or path == MANIFEST_NAME):
+        raise ManifestError(key, f"names the path '{show_key(path)}'; bundle paths must be relative and stay inside "
+                            "the bundle")
 
 
 def _check_sha(sha: str, key: str) -> None:

@@ -176,6 +176,20 @@ class MunitFamily(Family):
                 if spec.rank != 2 or spec.shape[1] != width:
                     raise ManifestError(f"graphs.{role}_{domain}.{kind}", f"'{tensor}' must be [N, {width}], got "
                                         f"{list(spec.shape)}")
+            # images [N, C, H, W] with the domain's channels; content [N, content_channels, h, w] where recorded
+            key = f"domains.{domain}.channels"
+            four_d = [(f"content_encoder_{domain}", "inputs", "image", model.domains[domain], key),
+                      (f"style_encoder_{domain}", "inputs", "image", model.domains[domain], key),
+                      (f"decoder_{domain}", "outputs", "output", model.domains[domain], key)]
+            if model.content_channels is not None:
+                four_d += [(f"content_encoder_{domain}", "outputs", "content", model.content_channels,
+                            "content_channels"),
+                           (f"decoder_{domain}", "inputs", "content", model.content_channels, "content_channels")]
+            for graph, kind, tensor, channels, key in four_d:
+                spec = manifest.graphs[graph].tensor(tensor)
+                if spec.rank != 4 or spec.shape[1] != channels:
+                    raise ManifestError(f"graphs.{graph}.{kind}", f"'{tensor}' must be [N, {channels}, H, W] ({key}), "
+                                        f"got {list(spec.shape)}")
 
     def channels(self, manifest, domain: str | None = None) -> int:
         return manifest.model.domains[domain]
