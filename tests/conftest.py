@@ -141,9 +141,19 @@ def translate(model: Path, *args) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+RUN_FILES = ".munit-rt"  # the run record (and style codes) translate keeps in its output folder
+
+
 def files_of(root: Path) -> dict[str, bytes]:
-    """Every file under `root` by relative POSIX path, with its bytes (for byte-for-byte run comparisons)."""
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every output file under `root` by relative POSIX path, with its bytes (for byte-for-byte run
+    comparisons); the run record is left out."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.startswith(RUN_FILES)}
+
+
+def listing(root: Path) -> list[str]:
+    """Files and folders under `root` (relative POSIX paths, sorted), the run record left out."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if not p.name.startswith(RUN_FILES))
 
 
 def write_images(folder: Path, count: int, size=(40, 36), seed=0, ext=".png") -> list[Path]:
@@ -159,3 +169,8 @@ def write_images(folder: Path, count: int, size=(40, 36), seed=0, ext=".png") ->
         Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
         paths.append(path)
     return paths
+
+
+def counts_line(output: str) -> str:
+    """The line of a translate summary that counts inputs ("N inputs: ... translated ...")."""
+    return next((line for line in output.splitlines() if " inputs: " in line), "")

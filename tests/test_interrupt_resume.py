@@ -113,7 +113,8 @@ def test_killed_run_leaves_only_complete_files_and_resumes_to_the_same_bytes(mod
     log = (tmp_path / "killed-run.log").read_text(errors="replace")
     assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130), log
     if sig != signal.SIGKILL:
-        assert "Interrupted." in log and "Traceback" not in log
+        assert "Interrupted: " in log and "Traceback" not in log
+        assert f"to go on, run: munit-rt translate --model {model} " in log and f"--output {out} " in log
         assert temp_files(out) == []  # running writes finished, queued ones were dropped
     done = final_pngs(out)
     assert 0 < len(done) < len(reference), "the kill did not land part-way"

@@ -57,18 +57,23 @@ RAY_ARGS = ["--engine", "ray", "--workers", 2]
 
 
 @pytest.fixture(scope="module")
-def local_reference(model, inputs, tmp_path_factory) -> dict[str, bytes]:
+def local_run(model, inputs, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("local") / "out"
     code, output = translate(model, inputs, *MUNIT_ARGS, "-o", out)
     assert code == EXIT_OK, output
-    return files_of(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_reference(local_run) -> dict[str, bytes]:
+    return files_of(local_run)
 
 
 def test_ray_engine_writes_the_local_engines_bytes(ray_instance, model, inputs, local_reference, tmp_path):
     code, output = translate(model, inputs, *MUNIT_ARGS, *RAY_ARGS, "-o", tmp_path / "ray")
     assert code == EXIT_OK, output
     assert "6 inputs: 6 translated, 0 already done, 0 failed; 18 files written" in output
-    assert "on ray, 2 workers)" in output  # both workers translated some of the inputs (not "1 of 2 workers busy")
+    assert "on ray, 2 workers, fp32" in output  # both workers translated some of the inputs (not "1 of 2 busy")
     produced = files_of(tmp_path / "ray")
     assert len(produced) == 18 and "sub/d/style_02.png" in produced
     assert produced == local_reference
@@ -82,14 +87,12 @@ def test_ray_engine_synchronized_styles_match_the_local_engine(ray_instance, mod
     assert files_of(tmp_path / "ray") == files_of(tmp_path / "local")
 
 
-def test_ray_engine_resumes_only_the_missing_outputs(ray_instance, model, inputs, local_reference, tmp_path):
+def test_ray_engine_resumes_only_the_missing_outputs(ray_instance, model, inputs, local_run, local_reference,
+                                                     tmp_path):
     """An interrupted run: one input with no outputs, one with a style missing, one with a file cut short, and a
     temporary file of a worker that died. The rerun redoes exactly those three inputs."""
     out = tmp_path / "out"
-    out.mkdir()
-    for relpath, data in local_reference.items():
-        (out / relpath).parent.mkdir(parents=True, exist_ok=True)
-        (out / relpath).write_bytes(data)
+    shutil.copytree(local_run, out)  # the outputs and the run record
     shutil.rmtree(out / "a")
     (out / "sub/d/style_01.png").unlink()
     cut = out / "c/style_02.png"

@@ -9,6 +9,7 @@ import click
 EXIT_OK = 0
 EXIT_SOME_INPUTS_FAILED = 1
 EXIT_USAGE = 2  # bad option, bad model/bundle/checkpoint, unwritable output (click's usage errors use 2 too)
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM
 
 
 class UserError(click.ClickException):
@@ -39,7 +40,7 @@ def friendly_errors(func):
             raise
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
         except Exception as exc:  # noqa: BLE001 - narrowed below
             if isinstance(exc, _user_error_types()):
                 raise UserError(str(exc)) from None
@@ -56,3 +57,37 @@ def require(module: str, extra: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise UserError(f"this command needs '{module}' ({exc}); install it with: pip install 'munit-rt[{extra}]'") from None
+
+
+def command_line(overrides: dict | None = None) -> str:
+    """The command being run, rebuilt from what was given on the command line (shell-quoted), with `overrides`
+    (param name -> value) applied: how to say "run this to resume"."""
+    import shlex
+
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    overrides = overrides or {}
+    words, arguments = ["munit-rt", ctx.info_name], []
+    for param in ctx.command.params:
+        given = ctx.get_parameter_source(param.name) == ParameterSource.COMMANDLINE
+        value = overrides.get(param.name, ctx.params.get(param.name))
+        if param.name in overrides and value == param.default and not given:
+            continue
+        if not (given or param.name in overrides) or value is None:
+            continue
+        if isinstance(param, click.Argument):
+            arguments += [str(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+        elif param.is_flag and param.secondary_opts:
+            words.append(_long(param.opts) if value else _long(param.secondary_opts))
+        elif param.is_flag:
+            if value:
+                words.append(_long(param.opts))
+        else:
+            for item in (value if param.multiple else [value]):
+                words += [_long(param.opts), str(item)]
+    return shlex.join(words + arguments)
+
+
+def _long(opts: list[str]) -> str:
+    return next((o for o in opts if o.startswith("--")), opts[0])

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from munit_rt.cli.common import EXIT_OK, EXIT_SOME_INPUTS_FAILED, friendly_errors
+from munit_rt.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_INPUTS_FAILED, command_line, friendly_errors
 
 _Path = click.Path(path_type=Path)
 _ExistingFile = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -39,6 +39,8 @@ _ExistingFile = click.Path(exists=True, dir_okay=False, path_type=Path)
               help="Shorter side in pixels (StarGAN: the square side) [default: the bundle's].")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, show_default=True,
               help="(image, style) pairs per decoder call.")
+@click.option("--checkpoint", type=_ExistingFile,
+              help="--backend torch: the checkpoint the bundle was exported from [default: the manifest's path].")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "torch", "tensorrt"]), default="auto",
               show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
@@ -101,7 +103,7 @@ def command(inputs, model, styles, style_images, output, **options) -> None:
     from PIL import Image
 
     from munit_rt.translate.options import TranslateOptions
-    from munit_rt.translate.run import translate_paths
+    from munit_rt.translate.run import Interrupted, translate_paths
 
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # such images are refused anyway
 
@@ -117,6 +119,11 @@ def command(inputs, model, styles, style_images, output, **options) -> None:
                                                   style_images=tuple(style_images), output=output,
                                                   explicit=_explicit_options(), **options),
                                  notify=lambda line: click.echo(line, err=True))
+    except Interrupted as stop:  # every file written is complete: say so, and how to go on
+        click.echo(stop.report.summary(), err=True)
+        click.echo(f"Interrupted: {stop.report.translated} inputs translated in this run, their files complete; "
+                   f"to go on, run: {command_line({'resume': True})}", err=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -49,11 +49,25 @@ class TranslatePlan:
     direction: str | None = None  # the direction this run translates, when the family has directions
 
     def prepare(self, translator: Translator) -> None:
-        """Setup work that needs the model (InputError on failure: a setup error, exit 2)."""
+        """Setup work that needs the model (InputError on failure: a setup error, exit 2); runs once per plan
+        (a plan prepared by the Ray driver is not prepared again on its workers)."""
+
+    @property
+    def needs_model(self) -> bool:
+        """Whether `prepare` has work to do (the Ray driver then prepares the plan before shipping it)."""
+        return False
+
+    def shared_codes(self) -> np.ndarray | None:
+        """Style codes every input shares, once prepared (kept beside the run record); None: none."""
+        return None
 
     def run(self, translator: Translator, images: np.ndarray, relpaths: list[str]) -> np.ndarray:
         """images [N, C, H, W] (float32, `prep`'s range), their relative paths -> outputs [N, S, C', H', W']."""
         raise NotImplementedError
+
+    def column_labels(self) -> list[str]:
+        """What each output of an input is, for people (index.html): the output names by default."""
+        return list(self.names)
 
     def with_absolute_paths(self, absolute) -> TranslatePlan:
         """This plan for workers in another folder (Ray): every path it holds made absolute with `absolute`."""

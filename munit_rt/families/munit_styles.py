@@ -125,8 +125,9 @@ class MunitPlan(TranslatePlan):
                    codes)
 
     def prepare(self, translator: Any) -> None:
-        """Reference images -> their style codes in the target domain (one at a time: sizes may differ)."""
-        if not self.reference_paths:
+        """Reference images -> their style codes in the target domain (one at a time: sizes may differ); once:
+        a plan prepared by the Ray driver reaches its workers with the codes."""
+        if not self.reference_paths or self.codes is not None:
             return
         domain = direction_domains(self.direction)[1]
         channels = translator.bundle.model.domains[domain]
@@ -139,6 +140,13 @@ class MunitPlan(TranslatePlan):
             codes.append(translator.encode_style(normalize(pixels, self.prep)[None], domain)[0])
         self.codes = np.stack(codes)
 
+    @property
+    def needs_model(self) -> bool:
+        return bool(self.reference_paths) and self.codes is None
+
+    def shared_codes(self) -> np.ndarray | None:
+        return self.codes
+
     def codes_for(self, relpaths: list[str]) -> np.ndarray:
         """[S, style_dim] when shared by every input, else [N, S, style_dim] from (seed, relpath) alone."""
         if self.codes is not None:
@@ -148,6 +156,18 @@ class MunitPlan(TranslatePlan):
 
     def run(self, translator: Any, images: np.ndarray, relpaths: list[str]) -> np.ndarray:
         return translator.translate(images, self.codes_for(relpaths), self.direction, self.batch_size)
+
+    def column_labels(self) -> list[str]:
+        """Style indices, or the reference images' names (interpolated styles: a, a>b 1/K ..., b)."""
+        if not self.reference_paths:
+            return [f"style {j}" for j in range(len(self.names))]
+        names = [path.name for path in self.reference_paths]
+        labels = []
+        for i, name in enumerate(names):
+            labels.append(name)
+            if i + 1 < len(names):
+                labels += [f"{name} > {names[i + 1]} {k}/{self.interpolate + 1}" for k in range(1, self.interpolate + 1)]
+        return labels
 
     def with_absolute_paths(self, absolute) -> MunitPlan:
         return dataclasses.replace(self, reference_paths=[absolute(p) for p in self.reference_paths])

@@ -104,9 +104,13 @@ class StarGanPlan(TranslatePlan):
     batch_size: int = 8
     attrs: str | None = None
     from_attrs: str | None = None
+    attribute_names: tuple[str, ...] = ()  # a sweep's outputs, as attributes (file names are their stems)
 
     def run(self, translator: StarGanTranslator, images: np.ndarray, relpaths: list[str]) -> np.ndarray:
         return translator.translate(images, self.labels, self.batch_size)
+
+    def column_labels(self) -> list[str]:
+        return [self.attrs or "output"] if self.single else list(self.attribute_names)
 
     def record(self) -> dict:
         return {"attrs": self.attrs, "sweep": not self.single, "from_attrs": self.from_attrs,
@@ -144,11 +148,12 @@ class StarGanFamily(Family):
                              "output per attribute")
         if options.attrs:
             names, labels, single = ["output"], space.target(options.attrs, options.from_attrs)[None], True
+            attrs = ()
         else:
             attrs, labels = space.sweep(options.from_attrs)
             names, single = unique_stems([file_stem(a) for a in attrs]), False
         return StarGanPlan(bundle.preprocess.with_size(options.size), bundle.model.channels, names, single, None,
-                           labels, options.batch_size, options.attrs, options.from_attrs)
+                           labels, options.batch_size, options.attrs, options.from_attrs, tuple(attrs))
 
     def triton_layout(self, bundle, directions: tuple[str, ...], prefix: str):
         from munit_rt.triton.layout import Layout, graph_model

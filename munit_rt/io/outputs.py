@@ -19,11 +19,9 @@ Files are not fsync'ed: a rename is atomic against a crash of the process, not n
 from __future__ import annotations
 
 import errno
-import html
 import io
 import os
 import re
-import urllib.parse
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 
@@ -35,7 +33,6 @@ from munit_rt.text import printable
 LAYOUTS = ("nested", "official")
 FORMATS = {"png": ("PNG", {}), "jpg": ("JPEG", {"quality": 95})}
 GRID_NAME = "grid.png"
-INDEX_NAME = "index.html"
 TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")  # write_atomic's temporary names
 # errno -> why no later write can succeed either (the run stops instead of failing every remaining input)
 FATAL_WRITE_ERRORS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
@@ -230,23 +227,18 @@ def make_grid(input_u8_hwc: np.ndarray, outputs_u8_hwc: list[np.ndarray]) -> np.
     return np.concatenate([np.repeat(t, channels, axis=2) if t.shape[2] < channels else t for t in tiles], axis=1)
 
 
-def write_index(root: Path, relpaths: list[str], title: str = "munit-rt translate") -> Path:
-    """OUT/index.html with every grid below OUT, linked by relative URL."""
-    rows = []
-    for relpath in relpaths:
-        grid_rel = f"{output_key(relpath)}/{GRID_NAME}"
-        if (root / grid_rel).is_file():
-            # the file name's own bytes, percent-encoded: right for names that are not UTF-8 too
-            href = html.escape(urllib.parse.quote(os.fsencode(grid_rel)), quote=True)
-            shown = printable(relpath)
-            rows.append(f'<figure><figcaption>{html.escape(shown)}</figcaption>'
-                        f'<a href="{href}"><img src="{href}" loading="lazy" alt="{html.escape(shown, quote=True)}">'
-                        "</a></figure>")
-    page = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif}figure{margin:0 0 1em}img{max-width:100%}</style></head>\n"
-            f"<body><h1>{html.escape(title)}</h1>\n<p>{len(rows)} inputs: input first, then the styles.</p>\n"
-            + "\n".join(rows) + "\n</body></html>\n")
-    path = root / INDEX_NAME
-    write_atomic(path, page.encode("utf-8"))
-    return path
+def remove_outputs(paths: Iterable[Path]) -> int:
+    """Delete these output files (an earlier run's that this run will not write), and folders left empty."""
+    removed = 0
+    for path in paths:
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            continue
+        for folder in path.parents:
+            try:
+                folder.rmdir()  # only if empty; the run's roots stay (they hold the record or other outputs)
+            except OSError:
+                break
+    return removed

@@ -7,6 +7,7 @@ skipped; a full disk (OutputError) stops the run.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -29,18 +30,34 @@ if TYPE_CHECKING:
     from munit_rt.translator import Translator
 
 
-def translate_local(todo: list[InputImage], bundle, options: TranslateOptions, layout: OutputLayout,
-                    plan: TranslatePlan, report: Report) -> None:
-    """Open the bundle's Translator on the chosen backend, let the plan prepare, and run the stages."""
-    from munit_rt.translator import Translator
+class LocalEngine:
+    """Translates in this process: the model opens once (setup), then the stages run."""
 
-    translator = Translator(bundle, backend=options.backend, precision=options.precision)
-    report.backend = f"{translator.backend.name} ({translator.backend.device})"
-    try:
-        plan.prepare(translator)
-        run_stages(todo, translator, options, layout, plan, report)
-    finally:
-        translator.close()
+    def __init__(self, has_work: bool):
+        self.has_work = has_work
+        self.translator: Translator | None = None
+
+    @contextlib.contextmanager
+    def setup(self, bundle, options: TranslateOptions, plan: TranslatePlan, report: Report):
+        """Open the bundle's Translator on the chosen backend and let the plan prepare (nothing to do: neither)."""
+        if not self.has_work:  # a finished run resumes without even opening the model
+            yield
+            return
+        from munit_rt.translator import Translator
+
+        self.translator = Translator(bundle, backend=options.backend, precision=options.precision,
+                                     **options.backend_options())
+        report.backend = f"{self.translator.backend.name} ({self.translator.backend.device})"
+        try:
+            plan.prepare(self.translator)
+            yield
+        finally:
+            self.translator.close()
+
+    def run(self, todo: list[InputImage], bundle, options: TranslateOptions, layout: OutputLayout,
+            plan: TranslatePlan, report: Report, notify) -> None:
+        if todo:
+            run_stages(todo, self.translator, options, layout, plan, report)
 
 
 def run_stages(todo: list[InputImage], translator: Translator, options: TranslateOptions, layout: OutputLayout,
@@ -96,12 +113,14 @@ def run_stages(todo: list[InputImage], translator: Translator, options: Translat
                 break
             item, future = reads.popleft()
             try:
-                pixels, x, seconds = future.result()
+                decoded, x, seconds = future.result()
             except Exception as exc:  # noqa: BLE001 - unreadable input: report it by name, skip it
                 report.failures.append((item.relpath, one_line_reason(exc)))
                 progress.update(1)
                 continue
             report.add_stage("decode", seconds, 1)
+            report.add_input(item.relpath, decoded.size, decoded.notes, decoded.pixels.shape[1::-1])
+            pixels = decoded.pixels
             bucket = buckets.setdefault(pixels.shape, [])
             bucket.append((item, pixels, x))
             if len(bucket) >= inputs_per_call:

@@ -29,6 +29,7 @@ class TranslateOptions:
     batch_size: int = 8
     backend: str = "auto"
     precision: str = "fp32"
+    checkpoint: Path | None = None  # --backend torch: the checkpoint the bundle was exported from
     layout: str = "nested"
     image_format: str = "png"
     grid: bool = False
@@ -43,6 +44,10 @@ class TranslateOptions:
     address: str | None = None  # ray: the cluster to join (None: start a local Ray instance)
     workers: int | None = None  # ray: inference actors (None: one per G GPUs with gpus_per_worker, else per node)
     gpus_per_worker: float | None = None  # ray: GPUs each actor reserves (may be fractional)
+
+    def backend_options(self) -> dict:
+        """Keyword options of the backend (Translator(..., **options))."""
+        return {"checkpoint": self.checkpoint} if self.checkpoint is not None else {}
 
     def given(self) -> set[str]:
         """The options the caller set: the CLI's (click's parameter source), else those not at their default."""
@@ -84,6 +89,9 @@ class TranslateOptions:
             if value is not None and value < low:
                 raise InputError(f"{flag} must be >= {low}, got {value}")
         direction_domains(self.direction)
+        if self.checkpoint is not None and self.backend != "torch":
+            raise InputError("--checkpoint is the PyTorch reference backend's source checkpoint; it needs "
+                             "--backend torch")
         self._validate_engine()
         if self.backend in ("auto", "onnxruntime"):  # $MUNIT_RT_WINOGRAD, before any output folder is made
             from munit_rt.backends.onnxruntime import winograd_mode

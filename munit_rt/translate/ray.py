@@ -29,6 +29,7 @@ Ray is optional (`pip install 'munit-rt[ray]'`); this module never imports it at
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -84,18 +85,19 @@ def _absolute(path: Path) -> Path:
 def _decode_batch(batch: dict[str, np.ndarray], plan: TranslatePlan) -> dict[str, np.ndarray]:
     """Records (path, relpath) -> the preprocessed uint8 pixels (raw bytes + shape) or the failure reason."""
     n = len(batch["relpath"])
-    status, reason, pixels = [OK] * n, [b""] * n, [b""] * n
-    shape, seconds = np.zeros((n, 3), np.int64), np.zeros(n, np.float64)
+    status, reason, pixels, notes = [OK] * n, [b""] * n, [b""] * n, [b""] * n
+    shape, size, seconds = np.zeros((n, 3), np.int64), np.zeros((n, 2), np.int64), np.zeros(n, np.float64)
     for i, raw_path in enumerate(batch["path"]):
         try:
-            image, _, seconds[i] = read_input(Path(os.fsdecode(bytes(raw_path))), plan.prep, plan.channels)
+            decoded, _, seconds[i] = read_input(Path(os.fsdecode(bytes(raw_path))), plan.prep, plan.channels)
         except Exception as exc:  # noqa: BLE001 - unreadable input: reported by name, the run goes on
             status[i], reason[i] = FAILED, _to_bytes(one_line_reason(exc))
             continue
-        pixels[i], shape[i] = np.ascontiguousarray(image).tobytes(), image.shape
+        pixels[i], shape[i] = np.ascontiguousarray(decoded.pixels).tobytes(), decoded.pixels.shape
+        size[i], notes[i] = decoded.size, _to_bytes("\n".join(decoded.notes))
     return {"relpath": batch["relpath"], "status": np.array(status, dtype=object),
             "reason": np.array(reason, dtype=object), "pixels": np.array(pixels, dtype=object),
-            "shape": shape, "decode_s": seconds}
+            "shape": shape, "size": size, "notes": np.array(notes, dtype=object), "decode_s": seconds}
 
 
 # -- stage 3: inference + writing (one Translator per Ray actor) ---------------------------------------------
@@ -108,7 +110,8 @@ class TranslateWorker:
         self.layout, self.plan, self.translator, self.setup_error = layout, plan, None, ""
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         try:
-            self.translator = Translator(bundle_path, backend=options.backend, precision=options.precision)
+            self.translator = Translator(bundle_path, backend=options.backend, precision=options.precision,
+                                         **options.backend_options())
             self.backend = f"{self.translator.backend.name} ({self.translator.backend.device})"
             plan.prepare(self.translator)  # as the local engine does, once per worker
         except MunitRtError as exc:  # Ray would keep only its text in a traceback: hand it to the driver instead
@@ -149,6 +152,7 @@ class TranslateWorker:
                     status[i], reason[i] = FAILED, _to_bytes(f"cannot write outputs ({one_line_reason(exc)})")
         return {"relpath": batch["relpath"], "status": np.array(status, dtype=object),
                 "reason": np.array(reason, dtype=object), "files": files, "decode_s": batch["decode_s"],
+                "shape": batch["shape"], "size": batch["size"], "notes": batch["notes"],
                 "infer_s": infer_s, "write_s": write_s, "backend": np.array([self.backend] * n, dtype=object),
                 "worker": np.array([self.name] * n, dtype=object)}
 
@@ -159,6 +163,29 @@ class TranslateWorker:
 
 
 # -- the driver ---------------------------------------------------------------------------------------------
+class RayEngine:
+    """The run on Ray workers; the driver (this process) prepares a plan that needs the model (reference images
+    to encode) once, so every worker gets the same codes and the run record keeps them."""
+
+    def __init__(self, has_work: bool):
+        self.has_work = has_work
+
+    @contextlib.contextmanager
+    def setup(self, bundle: Bundle, options: TranslateOptions, plan: TranslatePlan, report: Report):
+        if self.has_work and plan.needs_model:
+            from munit_rt.translator import Translator
+
+            with Translator(bundle, backend=options.backend, precision=options.precision,
+                            **options.backend_options()) as translator:
+                plan.prepare(translator)
+        yield
+
+    def run(self, todo: list[InputImage], bundle: Bundle, options: TranslateOptions, layout: OutputLayout,
+            plan: TranslatePlan, report: Report, notify: Callable[[str], None]) -> None:
+        if todo:
+            translate_ray(todo, bundle, options, layout, plan, report, notify)
+
+
 def translate_ray(todo: list[InputImage], bundle: Bundle, options: TranslateOptions, layout: OutputLayout,
                   plan: TranslatePlan, report: Report, notify: Callable[[str], None] | None = None) -> None:
     """Translate `todo` on Ray workers into `report`, as munit_rt.translate.local does in this process."""
@@ -204,6 +231,9 @@ def translate_ray(todo: list[InputImage], bundle: Bundle, options: TranslateOpti
                 raise MunitRtError(f"{why} (on a Ray worker)")
             if row["decode_s"] > 0:  # decoded (a decode failure has no time)
                 report.add_stage("decode", float(row["decode_s"]), 1)
+                notes = _to_text(row["notes"])
+                report.add_input(relpath, tuple(int(v) for v in row["size"]), notes.split("\n") if notes else [],
+                                 (int(row["shape"][1]), int(row["shape"][0])))
             if state == OK:
                 report.add_stage("infer", float(row["infer_s"]), 1)
                 report.add_stage("write", float(row["write_s"]), 1)

@@ -8,15 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from munit_rt.io.outputs import OutputLayout, encode_image, make_grid, write_atomic
-from munit_rt.io.images import read_image
+from munit_rt.io.images import Decoded, decode_input
 from munit_rt.preprocess import Preprocess, normalize, to_pixels
 
 
-def read_input(path: Path, prep: Preprocess, channels: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """(the pixels the model sees as uint8 [H, W, C], the model's float input [C, H, W], seconds)."""
+def read_input(path: Path, prep: Preprocess, channels: int) -> tuple[Decoded, np.ndarray, float]:
+    """(the decoded input: pixels the model sees as uint8 [H, W, C], file size, notes; the model's float input
+    [C, H, W]; seconds)."""
     started = time.perf_counter()
-    pixels = read_image(path, prep, channels)
-    return pixels, normalize(pixels, prep), time.perf_counter() - started
+    decoded = decode_input(path, prep, channels)
+    return decoded, normalize(decoded.pixels, prep), time.perf_counter() - started
 
 
 def write_outputs(layout: OutputLayout, relpath: str, input_pixels: np.ndarray, outputs: np.ndarray) \
