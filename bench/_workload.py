@@ -211,7 +211,7 @@ def pair_indices(count: int, styles: int) -> tuple[np.ndarray, np.ndarray]:
 
 def graph_flops_at(model: ModelInfo, cache: dict, graph: str, batch: int, size: int) -> int:
     """Exact FLOPs of one call of `graph` on `batch` rows at `size` (cached: cache[(graph, batch, size)])."""
-    from bench.flops import graph_flops
+    from munit_rt.export.flops import graph_flops
 
     key = (graph, batch, size)
     if key not in cache:

@@ -10,7 +10,7 @@ SIZE x SIZE, S random styles each, read -> preprocess -> translate -> write PNG.
 Also: decoder-only throughput through ONNX Runtime in GFLOP/s, the machine's FP32 matmul rate measured in the
 same run (numpy, best of several), and their ratio. Two FLOP counts: nominal = the training decoder's
 Conv2d/Linear layers (93.6 GFLOP per 256x256 decode at the default config, the figure the target is stated in);
-executed = the Conv/Gemm/MatMul nodes ONNX Runtime runs (bench/flops.py): the bundle's graph, lower with the
+executed = the Conv/Gemm/MatMul nodes ONNX Runtime runs (export/flops.py): the bundle's graph, lower with the
 sub-pixel upsampling rewrite (export/subpixel.py), after the in-memory Winograd rewrite of the 3x3 convs
 (munit_rt/winograd.py, $MUNIT_RT_WINOGRAD, default auto). The decoder is also timed with that rewrite off.
 Prints numbers only.
@@ -146,7 +146,7 @@ def executed_decoder_flops(bundle: Path, size: int, winograd_mode: str) -> float
     import onnx
     import onnxruntime
 
-    from bench.flops import graph_flops
+    from munit_rt.export.flops import graph_flops
     from munit_rt import Bundle, winograd
 
     b = Bundle(bundle)

@@ -1,5 +1,5 @@
 """bench/throughput.py in --quick mode on the CPU backends (the default MUNIT and tiny CycleGAN and StarGAN
-bundles), and bench/flops.py against independent counts."""
+bundles), and export/flops.py against independent counts."""
 from __future__ import annotations
 
 import json
@@ -14,12 +14,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 pytest.importorskip("torch", reason="the harness builds its model with torch")
-pytest.importorskip("onnx", reason="bench/flops.py reads ONNX graphs")
+pytest.importorskip("onnx", reason="export/flops.py reads ONNX graphs")
 pytest.importorskip("matplotlib", reason="the harness plots with matplotlib")
 
 from bench import _report  # noqa: E402
 from bench._runners import ModelInfo, TorchRunner, make_workload  # noqa: E402
-from bench.flops import graph_flops, run_for_shapes  # noqa: E402
+from munit_rt.export.flops import graph_flops, run_for_shapes  # noqa: E402
 
 try:  # the TensorRT/CUDA fakes of the TensorRT tests drive the TensorRT runner without a GPU
     import test_tensorrt_offline as trt_offline

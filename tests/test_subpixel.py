@@ -16,7 +16,7 @@ ort = pytest.importorskip("onnxruntime", reason="the exported graphs run in ONNX
 
 from munit_rt.export.subpixel import (PhaseOutputStage, SubpixelDecoder, SubpixelUpsampleConv,  # noqa: E402
                              output_weights)
-from bench.flops import graph_flops  # noqa: E402
+from munit_rt.export.flops import graph_flops  # noqa: E402
 from munit_rt.training.layers import Conv2dBlock  # noqa: E402
 from munit_rt.training.munit import Decoder  # noqa: E402
 
