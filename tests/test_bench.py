@@ -194,8 +194,9 @@ def _dispatch_flops(module, *inputs) -> int:
 def test_flops_of_exported_graphs_match_pytorch_hooks(quick, precision):
     import torch
 
-    from munit_rt.export.subpixel import SubpixelDecoder
-    from munit_rt.training.checkpoint import load_generators, read_checkpoint
+    from munit_rt.training.checkpoint import read_checkpoint
+    from munit_rt.training.families.munit.subpixel import SubpixelDecoder
+    from munit_rt.training.registry import load_generators
 
     work = quick[0]["work"]
     gens = load_generators(read_checkpoint(work / "gen_00000000.pt"))
@@ -321,16 +322,16 @@ def export_family(root: Path, family: str, seed: int) -> dict:
     import torch
 
     from munit_rt.export import export_bundle
-    from munit_rt.training.checkpoint import save_family_checkpoint
-    from munit_rt.training.config import family_config_from_dict
+    from munit_rt.training.checkpoint import save_checkpoint
+    from munit_rt.training.config import config_from_dict
     from munit_rt.training.registry import get_family
 
-    config = family_config_from_dict(FAMILY_CONFIGS[family], source="test")
+    config = config_from_dict(FAMILY_CONFIGS[family], source="test")
     torch.manual_seed(seed)
     keys = ("G_A", "G_B") if family == "cyclegan" else ("G",)
     gens = {key: get_family(family).build_generator(config, key).eval() for key in keys}
     ckpt = root / f"{family}_00000010.pt"
-    save_family_checkpoint(ckpt, family, gens, config, iteration=10)
+    save_checkpoint(ckpt, family, gens, config, iteration=10)
     bundle = export_bundle(ckpt, root / f"{family}.bundle", precision="fp32")
     return {"ckpt": ckpt, "gens": gens, "config": config, "bundle": bundle}
 
