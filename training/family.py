@@ -3,11 +3,12 @@
 Each family describes itself once, in its own package under training/families/ (munit_rt.training.families.X),
 and registers an instance of its `TrainingFamily` subclass (munit_rt.training.registry.register); shared code
 (the driver, checkpoint reading, export, `info`) looks families up by the name a checkpoint or config carries
-and never branches on it. The runtime half of a family (manifest block, translate job, Triton layout) is
+and never branches on it. Families implement methods in their own modules and bind them with `delegate`, so the
+torch-side code loads on first use. The runtime half of a family (manifest block, translate job, Triton layout) is
 munit_rt.families.X; the two meet only through the bundle manifest, which export writes from this half and the
 runtime validates with its half.
 
-    config        config_class, config_from_dict       YAML / stored config -> frozen dataclass (upstream names)
+    config        config_class, check_config           YAML / stored config -> frozen dataclass (upstream names)
     weights       build_generator, remap, model_part,  strict loads of munit-rt and upstream state dicts
                   weight_label
     files         detect, upstream_iteration           which plain (upstream) files are this family's; munit-rt
@@ -149,7 +150,6 @@ def delegate(target: str) -> Callable[..., Any]:
 
     method.__name__, method.__doc__ = function_name, f"{target}, imported on the first call."
     return method
-
 
 
 class TrainingFamily(abc.ABC):
