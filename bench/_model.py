@@ -35,9 +35,9 @@ def build_default_model(work: Path, gen: dict[str, int], size: int, precision: s
     import torch
 
     from munit_rt import export
-    from munit_rt.training.checkpoint import save_generators
+    from munit_rt.training.checkpoint import save_checkpoint
     from munit_rt.training.config import config_from_dict
-    from munit_rt.training.munit import AdaINGen
+    from munit_rt.training.families.munit.model import AdaINGen
 
     config = config_from_dict({"gen": gen, "new_size": size, "crop_image_height": size, "crop_image_width": size})
     checkpoint, bundle = work / "gen_00000000.pt", work / "bench.bundle"
@@ -50,7 +50,7 @@ def build_default_model(work: Path, gen: dict[str, int], size: int, precision: s
     torch.manual_seed(0)
     gens = {d: AdaINGen(config.input_dim(d), config.gen).eval() for d in ("a", "b")}
     work.mkdir(parents=True, exist_ok=True)
-    save_generators(checkpoint, gens, config, iteration=0)
+    save_checkpoint(checkpoint, "munit", gens, config, iteration=0)
     started = time.perf_counter()
     export.export_bundle(checkpoint, bundle, precision=precision, force=True)
     return checkpoint, bundle, time.perf_counter() - started

@@ -237,7 +237,7 @@ class TorchRunner(Runner):
 def _layernorms_in_fp32(module: Any) -> None:
     """Run MUNIT's LayerNorm in FP32 inside an FP16 model, as the exported FP16 graphs do: its sum of squares
     over C*H*W overflows FP16 at ordinary activation sizes (see export/fp16.py)."""
-    from munit_rt.training.layers import LayerNorm
+    from munit_rt.training.families.munit.layers import LayerNorm
 
     for layer in module.modules():
         if isinstance(layer, LayerNorm):

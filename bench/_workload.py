@@ -125,23 +125,24 @@ class ModelInfo:
             raise Unavailable(self.checkpoint_problem)
         if self.generator_only:
             return self._load_family_generators()
-        from munit_rt.training.checkpoint import load_generators, read_checkpoint
+        from munit_rt.training.checkpoint import read_checkpoint
         from munit_rt.training.config import config_from_dict
+        from munit_rt.training.registry import load_generators
 
         config = config_from_dict(self.manifest["config"], source=f"bundle {self.bundle.path} manifest.json config")
         return load_generators(read_checkpoint(self.checkpoint, config=config))
 
     def _load_family_generators(self) -> dict[str, Any]:
-        """As munit_rt.backends.torch does: read_any_checkpoint, the sha256 check, registry.load_generators."""
-        from munit_rt.training.checkpoint import read_any_checkpoint
-        from munit_rt.training.config import family_config_from_dict
+        """As munit_rt.backends.torch does: read_checkpoint, the sha256 check, registry.load_generators."""
+        from munit_rt.training.checkpoint import read_checkpoint
+        from munit_rt.training.config import config_from_dict
         from munit_rt.training.registry import load_generators
 
         label = f"bundle {self.bundle.path}"
-        config = family_config_from_dict(self.manifest["config"], source=f"{label} manifest.json config",
+        config = config_from_dict(self.manifest["config"], source=f"{label} manifest.json config",
                                          family=self.family)
         paths = self.checkpoints or (self.checkpoint,)
-        ckpt = read_any_checkpoint(paths[0] if len(paths) == 1 else tuple(paths), config=config)
+        ckpt = read_checkpoint(paths[0] if len(paths) == 1 else tuple(paths), config=config)
         expected = (self.manifest.get("source_checkpoint") or {}).get("sha256")
         if self.check_sha256 and expected and ckpt.sha256 != expected:
             raise Unavailable(f"{', '.join(map(str, paths))} is not what the bundle was exported from (sha256 "
@@ -211,7 +212,7 @@ def pair_indices(count: int, styles: int) -> tuple[np.ndarray, np.ndarray]:
 
 def graph_flops_at(model: ModelInfo, cache: dict, graph: str, batch: int, size: int) -> int:
     """Exact FLOPs of one call of `graph` on `batch` rows at `size` (cached: cache[(graph, batch, size)])."""
-    from bench.flops import graph_flops
+    from munit_rt.export.flops import graph_flops
 
     key = (graph, batch, size)
     if key not in cache:

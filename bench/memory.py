@@ -82,14 +82,14 @@ def tiny_bundle(work: Path) -> Path:
     import torch
 
     from munit_rt import export
-    from munit_rt.training.checkpoint import save_generators
+    from munit_rt.training.checkpoint import save_checkpoint
     from munit_rt.training.config import config_from_dict
-    from munit_rt.training.munit import AdaINGen
+    from munit_rt.training.families.munit.model import AdaINGen
 
     config = config_from_dict(TINY_CONFIG, source="bench/memory.py tiny config")
     torch.manual_seed(0)
     gens = {d: AdaINGen(config.input_dim(d), config.gen).eval() for d in ("a", "b")}
-    save_generators(work / "gen_00000000.pt", gens, config, iteration=0)
+    save_checkpoint(work / "gen_00000000.pt", "munit", gens, config, iteration=0)
     return Path(export.export_bundle(work / "gen_00000000.pt", bundle, precision="fp32"))
 
 

@@ -102,16 +102,16 @@ def untrained_bundle(config_dict: dict, seed: int, out_dir: Path) -> Path:
     import torch
 
     from munit_rt.export import export_bundle
-    from munit_rt.training.checkpoint import save_generators
+    from munit_rt.training.checkpoint import save_checkpoint
     from munit_rt.training.config import config_from_dict
-    from munit_rt.training.init import weights_init
-    from munit_rt.training.munit import AdaINGen
+    from munit_rt.training.families.munit.init import weights_init
+    from munit_rt.training.families.munit.model import AdaINGen
 
     config = config_from_dict(config_dict, source="bundle manifest")
     torch.manual_seed(seed)
     gens = {d: AdaINGen(config.input_dim(d), config.gen).apply(weights_init(config.init)).eval() for d in "ab"}
     ckpt = out_dir / "gen_00000000.pt"
-    save_generators(ckpt, gens, config, iteration=0)
+    save_checkpoint(ckpt, "munit", gens, config, iteration=0)
     return export_bundle(ckpt, out_dir / "untrained.bundle", precision="fp32")
 
 

@@ -31,22 +31,22 @@ def main(argv=None) -> Path:
     import torch
 
     from munit_rt import export
-    from munit_rt.training.checkpoint import save_family_checkpoint
-    from munit_rt.training.config import family_config_from_dict
+    from munit_rt.training.checkpoint import save_checkpoint
+    from munit_rt.training.config import config_from_dict
 
-    config = family_config_from_dict(DEFAULTS[args.family], source="bench defaults")
+    config = config_from_dict(DEFAULTS[args.family], source="bench defaults")
     torch.manual_seed(0)
     if args.family == "cyclegan":
-        from munit_rt.training.cyclegan import build_generator
+        from munit_rt.training.families.cyclegan.model import build_generator
 
         generators = {key: build_generator(config, key).eval() for key in ("G_A", "G_B")}
     else:
-        from munit_rt.training.stargan import build_generator
+        from munit_rt.training.families.stargan.model import build_generator
 
         generators = {"G": build_generator(config).eval()}
     args.out.mkdir(parents=True, exist_ok=True)
     checkpoint = args.out / f"{args.family}_default.pt"
-    save_family_checkpoint(checkpoint, args.family, generators, config, iteration=0)
+    save_checkpoint(checkpoint, args.family, generators, config, iteration=0)
     bundle = Path(export.export_bundle(checkpoint, args.out / f"{args.family}_default.bundle", precision="fp32"))
     print(bundle)
     return bundle

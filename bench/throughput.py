@@ -9,7 +9,7 @@ I/O binding (FP32, FP16), TensorRT FP32 and FP16 through munit_rt's backend (eng
 Per backend and batch: images/s of the content encoder, the decoder and the whole translate job (MUNIT), or
 of one generator call and the whole Translator.generate job (CycleGAN, StarGAN: encode/decode are n/a);
 p50/p95 latency per call; device memory peak; achieved GFLOP/s from the exact FLOPs of the graphs
-(bench/flops.py) and its share of the matmul rate measured in the same run; ratios against PyTorch eager
+(export/flops.py) and its share of the matmul rate measured in the same run; ratios against PyTorch eager
 FP32. Without --bundle a random-weight MUNIT at the official default config is built and exported into a
 temporary directory. Prints numbers only; the README targets are reported as met / not met / not measured.
 """

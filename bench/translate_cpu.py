@@ -10,8 +10,8 @@ SIZE x SIZE, S random styles each, read -> preprocess -> translate -> write PNG.
 Also: decoder-only throughput through ONNX Runtime in GFLOP/s, the machine's FP32 matmul rate measured in the
 same run (numpy, best of several), and their ratio. Two FLOP counts: nominal = the training decoder's
 Conv2d/Linear layers (93.6 GFLOP per 256x256 decode at the default config, the figure the target is stated in);
-executed = the Conv/Gemm/MatMul nodes ONNX Runtime runs (bench/flops.py): the bundle's graph, lower with the
-sub-pixel upsampling rewrite (export/subpixel.py), after the in-memory Winograd rewrite of the 3x3 convs
+executed = the Conv/Gemm/MatMul nodes ONNX Runtime runs (export/flops.py): the bundle's graph, lower with the
+sub-pixel upsampling rewrite (training/families/munit/subpixel.py), after the in-memory Winograd rewrite of the 3x3 convs
 (munit_rt/winograd.py, $MUNIT_RT_WINOGRAD, default auto). The decoder is also timed with that rewrite off.
 Prints numbers only.
 
@@ -53,9 +53,10 @@ def build_model(work: Path, size: int):
     import torch
 
     from munit_rt import export
-    from munit_rt.training.checkpoint import load_generators, read_checkpoint, save_generators
+    from munit_rt.training.checkpoint import read_checkpoint, save_checkpoint
+    from munit_rt.training.registry import load_generators
     from munit_rt.training.config import config_from_dict
-    from munit_rt.training.munit import AdaINGen
+    from munit_rt.training.families.munit.model import AdaINGen
 
     config = config_from_dict({"gen": {"dim": 64, "n_res": 4, "style_dim": 8, "mlp_dim": 256, "n_downsample": 2},
                                "new_size": size, "crop_image_height": size, "crop_image_width": size})
@@ -64,7 +65,7 @@ def build_model(work: Path, size: int):
         return load_generators(read_checkpoint(checkpoint)), config, bundle
     torch.manual_seed(0)
     gens = {d: AdaINGen(config.input_dim(d), config.gen).eval() for d in ("a", "b")}
-    save_generators(checkpoint, gens, config, iteration=0)
+    save_checkpoint(checkpoint, "munit", gens, config, iteration=0)
     return gens, config, Path(export.export_bundle(checkpoint, bundle, precision="fp32"))
 
 
@@ -146,7 +147,7 @@ def executed_decoder_flops(bundle: Path, size: int, winograd_mode: str) -> float
     import onnx
     import onnxruntime
 
-    from bench.flops import graph_flops
+    from munit_rt.export.flops import graph_flops
     from munit_rt import Bundle, winograd
 
     b = Bundle(bundle)

@@ -1,152 +1,20 @@
-"""ONNX export of MUNIT, CycleGAN and StarGAN checkpoints into self-describing bundles (docs/bundle-format.md).
+"""ONNX export of any registered family's checkpoints into self-describing bundles (docs/bundle-format.md).
 
     from munit_rt.export import export_bundle
     bundle_dir = export_bundle("run/checkpoints/gen_00010000.pt", "model.bundle")
     export_bundle(["latest_net_G_A.pth", "latest_net_G_B.pth"], config="cyclegan.yaml")  # an upstream pair
     export_bundle("200000-G.ckpt")  # upstream StarGAN with upstream defaults (no config in the file)
 
-Per graph: trace to ONNX (onnx_export), check it against PyTorch in ONNX Runtime (parity), optionally convert
-to FP16 and check that against the FP32 graph (fp16), then write files, manifest and hashes into a staging
-directory that is renamed into place (bundle_writer). Heavy imports happen inside `export_bundle`.
+    api.py            export_bundle: checkpoint -> graphs -> parity -> bundle, atomically
+    trace.py          one GraphSpec -> ONNX (dynamic N/H/W), folded and checked
+    parity.py         ONNX Runtime vs PyTorch (FP32: max abs error; FP16: PSNR)
+    fp16.py           FP16 copies with normalisation statistics kept in FP32
+    operators.py      the TensorRT operator allow-list
+    writer.py         the manifest, files, hashes, staging and publish
+    flops.py          exact FLOP counts of ONNX graphs (no torch)
+    random_bundle.py  random weights -> checkpoint -> bundle, for tests and benchmarks
 """
-from __future__ import annotations
-
-import shutil
-from pathlib import Path
-from typing import Callable, Sequence
-
+from munit_rt.export.api import DEFAULT_PRECISION, PRECISIONS, export_bundle
 from munit_rt.export.errors import ExportError
 
 __all__ = ["ExportError", "export_bundle", "PRECISIONS", "DEFAULT_PRECISION"]
-
-PRECISIONS = {"fp32": ("fp32",), "fp16": ("fp16",), "both": ("fp32", "fp16")}
-DEFAULT_PRECISION = "both"  # FP16 conversion and its check add ~5% to an export
-
-
-def export_bundle(ckpt_path: str | Path | Sequence[str | Path], out_dir: str | Path | None = None, config=None,
-                  precision: str = DEFAULT_PRECISION, opset: int | None = None, atol: float = 1e-4,
-                  min_psnr: float = 40.0, force: bool = False, progress: Callable[[str], None] | None = None,
-                  trust_checkpoint: bool = False, upsample: str = "subpixel") -> Path:
-    """Export a generator checkpoint of any family to a bundle directory and return its path.
-
-    Args:
-        ckpt_path: one checkpoint file, or a list of two for an upstream CycleGAN pair (G_A and G_B, told
-            apart by `G_B` in the file name). Accepted: MUNIT `gen_XXXXXXXX.pt` (munit-rt, config inside, or
-            official NVlabs, needs `config`); munit-rt `cyclegan_/stargan_XXXXXXXX.pt` (config inside);
-            upstream junyanz `latest_net_G_A.pth` / `latest_net_G_B.pth` and yunjey `NNNNNN-G.ckpt` (plain
-            state dicts: `config`, else the family's upstream defaults).
-        out_dir: bundle directory; default `<ckpt stem>.bundle` beside the (first) checkpoint, for a pair
-            without the `_G_A` suffix (`latest_net.bundle`).
-        config: YAML path or config object (MunitConfig, CycleGanConfig, StarGanConfig) for files that store
-            none; for munit-rt files it must agree with the stored one.
-        precision: "fp32", "fp16" or "both" (FP16 graphs keep FP32 inputs and outputs).
-        opset: ONNX opset (default 18, at least 17).
-        atol: max abs error allowed between each FP32 graph and PyTorch.
-        min_psnr: min PSNR (dB) of each FP16 graph's output against the FP32 graph's.
-        force: replace an existing `out_dir` (atomically swapped, then deleted).
-        progress: called with one line of text per step.
-        trust_checkpoint: allow pickled objects in the checkpoint (runs code; only for files you trust).
-        upsample: MUNIT decoders' upsample stages as "subpixel" (default: four 3x3 convolutions on the
-            low-resolution grid, equal to the original up to rounding and 1.6x faster per decode) or "nearest"
-            (the training module's Upsample + 5x5 Conv as written). Both are checked against PyTorch.
-
-    Raises ExportError (or training's CheckpointError/ConfigError) with a one-line message; on any failure
-    nothing is left behind.
-    """
-    from munit_rt.export.bundle_writer import check_destination, default_bundle_dir, make_staging_dir, publish
-    from munit_rt.export.onnx_export import DEFAULT_OPSET, UPSAMPLE_MODES
-
-    if upsample not in UPSAMPLE_MODES:
-        raise ExportError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
-    if precision not in PRECISIONS:
-        raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    opset = DEFAULT_OPSET if opset is None else _checked_opset(opset)
-    if atol < 0:
-        raise ExportError(f"atol must be >= 0, got {atol}")
-    paths = _checked_paths(ckpt_path)
-    out_dir = Path(out_dir) if out_dir is not None else default_bundle_dir(paths)
-    check_destination(out_dir, force)
-    staging = make_staging_dir(out_dir)
-    try:
-        _write_bundle(staging, paths, config, PRECISIONS[precision], opset, atol, min_psnr,
-                      progress or (lambda line: None), trust_checkpoint, upsample)
-        publish(staging, out_dir, force)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
-
-
-def _checked_paths(ckpt_path) -> list[Path]:
-    paths = [Path(p) for p in ckpt_path] if isinstance(ckpt_path, (list, tuple)) else [Path(ckpt_path)]
-    if not 1 <= len(paths) <= 2:
-        raise ExportError(f"expected one checkpoint file or an upstream CycleGAN G_A/G_B pair, got {len(paths)} "
-                          "files")
-    for path in paths:
-        if not path.is_file():
-            raise ExportError(f"{path}: no such checkpoint file")
-    if len(paths) == 2 and paths[0].resolve() == paths[1].resolve():
-        raise ExportError(f"{paths[0]}: the same file given twice; a CycleGAN pair is G_A and G_B")
-    return paths
-
-
-def _checked_opset(opset: int) -> int:
-    import onnx
-
-    from munit_rt.export.onnx_export import MAX_OPSET, MIN_OPSET
-
-    newest = min(MAX_OPSET, onnx.defs.onnx_opset_version())
-    if not MIN_OPSET <= opset <= newest:
-        raise ExportError(f"opset must be between {MIN_OPSET} and {newest}, got {opset}")
-    return opset
-
-
-def _write_bundle(staging: Path, paths: list[Path], config, precisions: tuple[str, ...], opset: int, atol: float,
-                  min_psnr: float, say: Callable[[str], None], trust_checkpoint: bool, upsample: str) -> dict:
-    from munit_rt.export.bundle_writer import build_family_manifest, build_manifest, write_file, write_manifest
-    from munit_rt.export.fp16 import convert_to_fp16
-    from munit_rt.export.onnx_export import describe_family_graphs, export_graph, validate_graph
-    from munit_rt.export.parity import check_fp16, check_fp32, make_cases
-    from munit_rt.training.checkpoint import read_any_checkpoint
-    from munit_rt.training.registry import load_generators
-
-    ckpt = read_any_checkpoint(paths[0] if len(paths) == 1 else list(paths), config=config, trust=trust_checkpoint)
-    gens = load_generators(ckpt)
-    specs = describe_family_graphs(ckpt.family, gens, ckpt.config, upsample)
-    family = "" if ckpt.family == "munit" else f"{ckpt.family} "
-    say(f"exporting {len(specs)} {family}graphs ({' + '.join(precisions)}, opset {opset}) from "
-        f"{' + '.join(map(str, paths))}")
-    graphs = {}
-    for index, spec in enumerate(specs, 1):
-        fp32_model = export_graph(spec, opset)
-        fp32_bytes = fp32_model.SerializeToString()
-        fp32_report = check_fp32(spec, fp32_bytes, make_cases(spec, gens, ckpt.config), atol)
-        if not fp32_report.passed:
-            raise ExportError(fp32_report.describe_failure(spec.name))
-        entry = {"role": spec.role, **({"domain": spec.domain} if spec.domain is not None else {}),
-                 **spec.manifest_fields, "inputs": [t.to_dict() for t in spec.inputs],
-                 "outputs": [t.to_dict() for t in spec.outputs], "files": {},
-                 "parity": {"fp32": fp32_report.to_dict()}}
-        line = f"[{index}/{len(specs)}] {spec.name}: fp32 max abs err {entry['parity']['fp32']['max_abs_err']:.1e}"
-        if "fp32" in precisions:
-            entry["files"]["fp32"] = write_file(staging, f"fp32/{spec.name}.onnx", fp32_bytes)
-        if "fp16" in precisions:
-            fp16_model = convert_to_fp16(fp32_model)
-            validate_graph(fp16_model, f"{spec.name} (fp16)")
-            fp16_bytes = fp16_model.SerializeToString()
-            fp16_report = check_fp16(spec, fp16_bytes, fp32_report, min_psnr)
-            if not fp16_report.passed:
-                raise ExportError(fp16_report.describe_failure(spec.name))
-            entry["parity"]["fp16"] = fp16_report.to_dict()
-            entry["files"]["fp16"] = write_file(staging, f"fp16/{spec.name}.onnx", fp16_bytes)
-            line += f", fp16 PSNR {entry['parity']['fp16']['min_psnr_db']:.1f} dB"
-        graphs[spec.name] = entry
-        say(line)
-    if ckpt.family == "munit":
-        manifest = build_manifest(ckpt=ckpt, adain_layout=gens["a"].adain_layout(),
-                                  content_channels=gens["a"].enc_content.output_dim, opset=opset,
-                                  precisions=list(precisions), graphs=graphs)
-    else:
-        manifest = build_family_manifest(ckpt=ckpt, opset=opset, precisions=list(precisions), graphs=graphs)
-    write_manifest(staging, manifest)
-    return manifest

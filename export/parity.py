@@ -1,21 +1,13 @@
 """Export-time parity: every graph runs in ONNX Runtime (CPU) against its PyTorch module on the same seeded feeds.
 
-Running and comparing are separate, as in Polygraphy: `make_cases` builds the feeds, `check_fp32` /
-`check_fp16` run them, and `compare_atol` / `compare_psnr` return one small result per output. The numbers
-end up in the manifest.
-
-Cases: batch 1 and 3, at a square and a non-square size (for the tiny test model 32x32 and 48x40; neither is
-the size the graphs were traced at). The decoder is fed real content codes (the other domain's content
-encoder on random images, as in translation) with two AdaIN vectors: the MLP of a random style, and a
-hand-built one (random shifts, scales in [0.5, 1.5]) laid out by `AdaINGen.adain_layout()`.
-
-CycleGAN and StarGAN generator graphs: batch 1 and 3 at 32x32 and 48x40 (multiples of 4, neither the traced
-32x48), uniform images; StarGAN's label rows are random 0/1 vectors that differ between the samples of a
-batch, so a label tiled onto the wrong sample or a frozen batch size shows up.
+Running and comparing are separate, as in Polygraphy: the family's `GraphSpec.cases` builds the feeds (from a
+numpy generator seeded per graph name here, so the same graph always gets the same feeds), `check_fp32` /
+`check_fp16` run them, and `compare_atol` / `compare_psnr` return one small result per output. The numbers end
+up in the manifest.
 
 FP32 passes when max |onnx - torch| <= atol. FP16 is judged against the FP32 ONNX output by PSNR; the peak is
-2.0 for images (range [-1, 1]: decoder and generator outputs) and the reference's max |value| for content,
-style and AdaIN outputs.
+2.0 for image outputs in [-1, 1] (`GraphSpec.image_output`: decoder and generator outputs) and the reference's
+max |value| for content, style and AdaIN outputs.
 """
 from __future__ import annotations
 
@@ -26,10 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from munit_rt.export.onnx_export import GENERATOR_MULTIPLE, GENERATOR_UNIT, GraphSpec, parity_unit, spatial_multiple
+from munit_rt.training.family import GraphSpec, ParityCase
 
-BATCH_SIZES = (1, 3)
-IMAGE_ROLES = ("decoder", "generator")  # graphs whose output is an image in [-1, 1]
 IMAGE_PEAK_TO_PEAK = 2.0
 MAX_REPORTED_PSNR_DB = 200.0  # identical outputs have infinite PSNR, which JSON cannot hold
 
@@ -77,115 +67,9 @@ def _abs_diff(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(diff), diff, np.inf)  # NaN must fail every bound
 
 
-@dataclass
-class ParityCase:
-    batch: int
-    feeds: dict[str, np.ndarray] = field(repr=False)
-    height: int | None = None  # image size; None for the MLP, which has no spatial input
-    width: int | None = None
-    adain: str | None = None  # decoder only: "mlp" or "hand_built"
-
-    def describe(self) -> dict:
-        out: dict = {"batch": self.batch}
-        if self.height is not None:
-            out.update(height=self.height, width=self.width)
-        if self.adain is not None:
-            out["adain"] = self.adain
-        return out
-
-    def label(self) -> str:
-        parts = [f"batch {self.batch}"]
-        if self.height is not None:
-            parts.append(f"{self.height}x{self.width}")
-        if self.adain is not None:
-            parts.append(f"adain {self.adain}")
-        return ", ".join(parts)
-
-
-def parity_resolutions(gen_config) -> list[tuple[int, int]]:
-    """A square and a non-square (H, W), both multiples of the spatial multiple."""
-    unit, m = parity_unit(gen_config), spatial_multiple(gen_config)
-    return _resolutions(unit, m)
-
-
-def _resolutions(unit: int, m: int) -> list[tuple[int, int]]:
-    return [(2 * unit, 2 * unit), (3 * unit, max(m, round(2.5 * unit / m) * m))]
-
-
-def generator_resolutions() -> list[tuple[int, int]]:
-    """CycleGAN/StarGAN parity sizes: 32x32 and 48x40."""
-    return _resolutions(GENERATOR_UNIT, GENERATOR_MULTIPLE)
-
-
-def make_cases(spec: GraphSpec, gens: dict, config, seed: int = 0) -> list[ParityCase]:
-    """Seeded feeds for one graph (the same seed gives the same feeds for the same graph name)."""
-    rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode())])
-    if spec.role == "generator":
-        return _generator_cases(spec, rng)
-    gen = gens[spec.domain]
-    cases = []
-    if spec.role == "style_mlp":
-        for batch in BATCH_SIZES:
-            cases.append(ParityCase(batch, {"style": _normal(rng, (batch, config.gen.style_dim))}))
-        return cases
-    for batch in BATCH_SIZES:
-        for height, width in parity_resolutions(config.gen):
-            if spec.role in ("content_encoder", "style_encoder"):
-                image = _uniform(rng, (batch, config.input_dim(spec.domain), height, width))
-                cases.append(ParityCase(batch, {"image": image}, height, width))
-                continue
-            other = "b" if spec.domain == "a" else "a"
-            image = _uniform(rng, (batch, config.input_dim(other), height, width))
-            with torch.no_grad():
-                content = gens[other].enc_content(torch.from_numpy(image)).numpy()
-                from_mlp = gen.mlp(torch.from_numpy(_normal(rng, (batch, config.gen.style_dim)))).numpy()
-            for source, adain in (("mlp", from_mlp), ("hand_built", hand_built_adain(gen, batch, rng))):
-                cases.append(ParityCase(batch, {"content": content, "adain_params": adain}, height, width, source))
-    return cases
-
-
-def _generator_cases(spec: GraphSpec, rng: np.random.Generator) -> list[ParityCase]:
-    """Feeds for a whole-generator graph from its input specs: `image` [N, C, H, W], `label` [N, c_dim]."""
-    cases = []
-    for batch in BATCH_SIZES:
-        for height, width in generator_resolutions():
-            feeds = {}
-            for tensor in spec.inputs:
-                if tensor.name == "image":
-                    feeds["image"] = _uniform(rng, (batch, tensor.shape[1], height, width))
-                elif tensor.name == "label":
-                    feeds["label"] = distinct_binary_labels(rng, batch, tensor.shape[1])
-                else:
-                    raise ValueError(f"graph '{spec.name}': no parity feed for input '{tensor.name}'")
-            cases.append(ParityCase(batch, feeds, height, width))
-    return cases
-
-
-def distinct_binary_labels(rng: np.random.Generator, batch: int, c_dim: int) -> np.ndarray:
-    """[batch, c_dim] float32 0/1 rows, pairwise different where 2**c_dim allows."""
-    labels = rng.integers(0, 2, (batch, c_dim)).astype(np.float32)
-    k = min(c_dim, 16)  # the first k columns: distinct codes
-    codes = np.resize(rng.choice(2**k, size=min(batch, 2**k), replace=False), batch)
-    labels[:, :k] = (codes[:, None] >> np.arange(k)[None, :]) & 1
-    return labels
-
-
-def hand_built_adain(gen, batch: int, rng: np.random.Generator) -> np.ndarray:
-    """AdaIN vector written layer by layer from the layout: random shifts, scales in [0.5, 1.5]."""
-    vector = np.zeros((batch, gen.dec.num_adain_params), np.float32)
-    for layer in gen.adain_layout():
-        c = layer.channels
-        vector[:, layer.shift_offset:layer.shift_offset + c] = rng.normal(0.0, 0.5, (batch, c))
-        vector[:, layer.scale_offset:layer.scale_offset + c] = rng.uniform(0.5, 1.5, (batch, c))
-    return vector
-
-
-def _uniform(rng, shape) -> np.ndarray:
-    return rng.uniform(-1.0, 1.0, shape).astype(np.float32)
-
-
-def _normal(rng, shape) -> np.ndarray:
-    return rng.standard_normal(shape).astype(np.float32)
+def parity_cases(spec: GraphSpec, seed: int = 0) -> list[ParityCase]:
+    """The graph's parity feeds, from a generator seeded by (seed, the graph's name)."""
+    return spec.cases(np.random.default_rng([seed, zlib.crc32(spec.name.encode())]))
 
 
 @dataclass
@@ -269,7 +153,7 @@ def check_fp32(spec: GraphSpec, model_bytes: bytes, cases: list[ParityCase], ato
 def check_fp16(spec: GraphSpec, model_bytes: bytes, fp32: ParityReport, min_psnr: float) -> ParityReport:
     """FP16 ONNX against the FP32 ONNX outputs already computed in `fp32`."""
     session = onnx_session(model_bytes)
-    is_image = spec.role in IMAGE_ROLES
+    is_image = spec.image_output
     peak = IMAGE_PEAK_TO_PEAK if is_image else None
     outputs, comparisons = [], []
     for case, reference in zip(fp32.cases, fp32.outputs):

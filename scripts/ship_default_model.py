@@ -77,7 +77,7 @@ def folder_mb(folder: Path) -> float:
 def ship(ckpt: Path, out: Path, force: bool) -> float:
     """Export, add the card, check the size, then publish; returns the size in MB."""
     from munit_rt.export import ExportError, export_bundle
-    from munit_rt.export.bundle_writer import check_destination, publish
+    from munit_rt.export.writer import check_destination, publish
 
     check_destination(out, force)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".ship", dir=out.parent))

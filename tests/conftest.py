@@ -48,7 +48,7 @@ def write_yaml(path: Path, data: dict) -> Path:
 def make_generators(config, seed: int = 0):
     import torch
 
-    from munit_rt.training.munit import AdaINGen
+    from munit_rt.training.families.munit.model import AdaINGen
 
     torch.manual_seed(seed)
     gens = {d: AdaINGen(config.input_dim(d), config.gen).eval() for d in ("a", "b")}
@@ -59,10 +59,10 @@ def make_generators(config, seed: int = 0):
 @pytest.fixture
 def tiny_checkpoint(tmp_path, tiny_config) -> Path:
     """A munit-rt gen_XXXXXXXX.pt with random weights and the tiny config stored inside."""
-    from munit_rt.training.checkpoint import save_generators
+    from munit_rt.training.checkpoint import save_checkpoint
 
     path = tmp_path / "gen_00000010.pt"
-    save_generators(path, make_generators(tiny_config), tiny_config, iteration=10)
+    save_checkpoint(path, "munit", make_generators(tiny_config), tiny_config, iteration=10)
     return path
 
 

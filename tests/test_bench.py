@@ -1,5 +1,5 @@
 """bench/throughput.py in --quick mode on the CPU backends (the default MUNIT and tiny CycleGAN and StarGAN
-bundles), and bench/flops.py against independent counts."""
+bundles), and export/flops.py against independent counts."""
 from __future__ import annotations
 
 import json
@@ -14,12 +14,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 pytest.importorskip("torch", reason="the harness builds its model with torch")
-pytest.importorskip("onnx", reason="bench/flops.py reads ONNX graphs")
+pytest.importorskip("onnx", reason="export/flops.py reads ONNX graphs")
 pytest.importorskip("matplotlib", reason="the harness plots with matplotlib")
 
 from bench import _report  # noqa: E402
 from bench._runners import ModelInfo, TorchRunner, make_workload  # noqa: E402
-from bench.flops import graph_flops, run_for_shapes  # noqa: E402
+from munit_rt.export.flops import graph_flops, run_for_shapes  # noqa: E402
 
 try:  # the TensorRT/CUDA fakes of the TensorRT tests drive the TensorRT runner without a GPU
     import test_tensorrt_offline as trt_offline
@@ -194,8 +194,9 @@ def _dispatch_flops(module, *inputs) -> int:
 def test_flops_of_exported_graphs_match_pytorch_hooks(quick, precision):
     import torch
 
-    from munit_rt.export.subpixel import SubpixelDecoder
-    from munit_rt.training.checkpoint import load_generators, read_checkpoint
+    from munit_rt.training.checkpoint import read_checkpoint
+    from munit_rt.training.families.munit.subpixel import SubpixelDecoder
+    from munit_rt.training.registry import load_generators
 
     work = quick[0]["work"]
     gens = load_generators(read_checkpoint(work / "gen_00000000.pt"))
@@ -321,16 +322,16 @@ def export_family(root: Path, family: str, seed: int) -> dict:
     import torch
 
     from munit_rt.export import export_bundle
-    from munit_rt.training.checkpoint import save_family_checkpoint
-    from munit_rt.training.config import family_config_from_dict
+    from munit_rt.training.checkpoint import save_checkpoint
+    from munit_rt.training.config import config_from_dict
     from munit_rt.training.registry import get_family
 
-    config = family_config_from_dict(FAMILY_CONFIGS[family], source="test")
+    config = config_from_dict(FAMILY_CONFIGS[family], source="test")
     torch.manual_seed(seed)
     keys = ("G_A", "G_B") if family == "cyclegan" else ("G",)
     gens = {key: get_family(family).build_generator(config, key).eval() for key in keys}
     ckpt = root / f"{family}_00000010.pt"
-    save_family_checkpoint(ckpt, family, gens, config, iteration=10)
+    save_checkpoint(ckpt, family, gens, config, iteration=10)
     bundle = export_bundle(ckpt, root / f"{family}.bundle", precision="fp32")
     return {"ckpt": ckpt, "gens": gens, "config": config, "bundle": bundle}
 

@@ -91,7 +91,7 @@ def test_checkpoints_missing_or_not_the_exported_one(families, tmp_path):
 
     from bench._model import family_model
     from bench._runners import Unavailable
-    from munit_rt.training.checkpoint import save_family_checkpoint
+    from munit_rt.training.checkpoint import save_checkpoint
 
     exported = families["cyclegan"]
     model = model_of(exported["bundle"])
@@ -103,7 +103,7 @@ def test_checkpoints_missing_or_not_the_exported_one(families, tmp_path):
     gens = copy.deepcopy(exported["gens"])
     with torch.no_grad():
         next(gens["G_A"].parameters()).add_(1.0)
-    save_family_checkpoint(retrained, "cyclegan", gens, exported["config"], iteration=11)
+    save_checkpoint(retrained, "cyclegan", gens, exported["config"], iteration=11)
     with pytest.raises(Unavailable, match="sha256"):
         family_model(bundle, {"path": str(retrained)}, None).load_generators()
     assert set(family_model(bundle, {}, retrained).load_generators()) == {"G_A", "G_B"}  # --checkpoint

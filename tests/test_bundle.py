@@ -14,20 +14,15 @@ from munit_rt.errors import BackendUnavailable, BundleError, InputError
 
 
 def build_tiny_bundle(tmp_path_factory) -> tuple[Path, Path]:
-    """(checkpoint, bundle) of the tiny conftest model, exported by `export.export_bundle` once per session."""
+    """(checkpoint, bundle) of the tiny conftest model (random weights, seed 3), exported once per session."""
     root = tmp_path_factory.getbasetemp() / "munit_rt_tiny"
-    checkpoint, bundle = root / "gen_00000010.pt", root / "tiny.bundle"
+    checkpoint, bundle = root / "gen_00000010.pt", root / "gen_00000010.bundle"
     if not (bundle / "manifest.json").is_file():
-        from conftest import make_generators, tiny_config_dict
+        from conftest import tiny_config_dict
 
-        from munit_rt import export
-        from munit_rt.training.checkpoint import save_generators
-        from munit_rt.training.config import config_from_dict
+        from munit_rt.export.random_bundle import random_bundle
 
-        root.mkdir(parents=True, exist_ok=True)
-        config = config_from_dict(tiny_config_dict(), source="tiny")
-        save_generators(checkpoint, make_generators(config, seed=3), config, iteration=10)
-        export.export_bundle(checkpoint, bundle, precision="fp32")
+        random_bundle("munit", root, tiny_config_dict(), precision="fp32", seed=3, iteration=10, force=True)
     return checkpoint, bundle
 
 

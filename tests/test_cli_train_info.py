@@ -58,7 +58,7 @@ def test_train_writes_checkpoints_config_and_logs(tmp_path, data_dir):
 
 
 def _expected_counts(config) -> dict[str, int]:
-    from munit_rt.training.munit import AdaINGen
+    from munit_rt.training.families.munit.model import AdaINGen
 
     gen = AdaINGen(3, config.gen)
     return {name: sum(p.numel() for p in getattr(gen, name).parameters())

@@ -12,19 +12,21 @@ import torch
 from click.testing import CliRunner
 from torch.nn import functional as F
 
-from munit_rt.training.checkpoint import read_any_checkpoint, save_family_checkpoint
-from munit_rt.training.config import CycleGanConfig, family_config_from_dict, load_any_config
-from munit_rt.training.cyclegan import NLayerDiscriminator, ResnetGenerator, round_to_multiple
-from munit_rt.training.cyclegan_trainer import CycleGanTrainer, ImagePool, linear_decay_rule, train
+from munit_rt.training.checkpoint import read_checkpoint, save_checkpoint
+from munit_rt.training.config import config_from_dict, load_config
+from munit_rt.training.engine.driver import train
 from munit_rt.training.errors import CheckpointError, ConfigError
-from munit_rt.training.registry import FAMILIES, load_generators
+from munit_rt.training.families.cyclegan.config import CycleGanConfig
+from munit_rt.training.families.cyclegan.model import NLayerDiscriminator, ResnetGenerator, round_to_multiple
+from munit_rt.training.families.cyclegan.trainer import CycleGanTrainer, ImagePool, linear_decay_rule
+from munit_rt.training.registry import get_family, load_generators
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_YAML = REPO / "training" / "configs" / "cyclegan_tiny.yaml"
 
 
 def tiny(**overrides) -> CycleGanConfig:
-    return dataclasses.replace(load_any_config(TINY_YAML), **overrides)
+    return dataclasses.replace(load_config(TINY_YAML), **overrides)
 
 
 def upstream_keys_ngf8_6blocks() -> dict[str, tuple]:
@@ -107,28 +109,28 @@ def test_old_instance_norm_buffers_are_dropped(tmp_path):
                       f"{name}.num_batches_tracked": torch.tensor(0)})
     torch.save(state, tmp_path / "latest_net_G_A.pth")
     config = tiny(n_blocks=6)
-    gens = load_generators(read_any_checkpoint(tmp_path / "latest_net_G_A.pth", config=config))
+    gens = load_generators(read_checkpoint(tmp_path / "latest_net_G_A.pth", config=config))
     torch.testing.assert_close(gens["G_A"].state_dict()["model.23.weight"], state["model.23.weight"])
     # anything else unexpected still fails, by name
     state["model.99.weight"] = torch.zeros(1)
     torch.save(state, tmp_path / "bad_net_G_A.pth")
     with pytest.raises(CheckpointError, match="model.99.weight"):
-        load_generators(read_any_checkpoint(tmp_path / "bad_net_G_A.pth", config=config))
+        load_generators(read_checkpoint(tmp_path / "bad_net_G_A.pth", config=config))
 
 
 def test_upstream_pair_single_file_and_defaults(tmp_path):
     torch.save(random_state(upstream_keys_ngf8_6blocks(), 1), tmp_path / "latest_net_G_A.pth")
     torch.save(random_state(upstream_keys_ngf8_6blocks(), 2), tmp_path / "latest_net_G_B.pth")
-    pair = read_any_checkpoint([tmp_path / "latest_net_G_A.pth", tmp_path / "latest_net_G_B.pth"],
+    pair = read_checkpoint([tmp_path / "latest_net_G_A.pth", tmp_path / "latest_net_G_B.pth"],
                                config=tiny(n_blocks=6))
     assert pair.family == "cyclegan" and pair.source_format == "official" and set(pair.state_dicts) == {"G_A", "G_B"}
     assert set(load_generators(pair)) == {"G_A", "G_B"}
-    single = read_any_checkpoint(tmp_path / "latest_net_G_B.pth")
+    single = read_checkpoint(tmp_path / "latest_net_G_B.pth")
     assert list(single.state_dicts) == ["G_B"] and single.config == CycleGanConfig()  # upstream defaults
     with pytest.raises(CheckpointError, match="upstream defaults do not fit"):  # 6 blocks vs. the default 9
         load_generators(single)
     with pytest.raises(CheckpointError, match="both files hold G_A"):
-        read_any_checkpoint([tmp_path / "latest_net_G_A.pth", tmp_path / "latest_net_G_A.pth"])
+        read_checkpoint([tmp_path / "latest_net_G_A.pth", tmp_path / "latest_net_G_A.pth"])
 
 
 # ------------------------------------------------------------------------------ sizes, discriminator
@@ -209,23 +211,23 @@ def test_updates_lower_cycle_loss_and_step_the_lr_per_epoch():
 
 def test_checkpoint_round_trip_and_config_conflict(tmp_path):
     config = tiny()
-    gens = {key: FAMILIES["cyclegan"].build_generator(config, key) for key in ("G_A", "G_B")}
-    save_family_checkpoint(tmp_path / "cyclegan_00000007.pt", "cyclegan", gens, config, 7)
-    ckpt = read_any_checkpoint(tmp_path / "cyclegan_00000007.pt")
+    gens = {key: get_family("cyclegan").build_generator(config, key) for key in ("G_A", "G_B")}
+    save_checkpoint(tmp_path / "cyclegan_00000007.pt", "cyclegan", gens, config, 7)
+    ckpt = read_checkpoint(tmp_path / "cyclegan_00000007.pt")
     assert (ckpt.family, ckpt.iteration, ckpt.config, ckpt.source_format) == ("cyclegan", 7, config, "munit-rt")
     loaded = load_generators(ckpt)
     x = smooth_images(1, 3)
     with torch.no_grad():
         torch.testing.assert_close(loaded["G_B"](x), gens["G_B"].eval()(x), atol=0, rtol=0)
     with pytest.raises(CheckpointError, match="disagrees"):
-        read_any_checkpoint(tmp_path / "cyclegan_00000007.pt", config=tiny(ngf=16))
+        read_checkpoint(tmp_path / "cyclegan_00000007.pt", config=tiny(ngf=16))
 
 
 def test_config_rejects_unknown_keys_and_bad_sizes():
     with pytest.raises(ConfigError, match="unknown key 'ngf_typo'"):
-        family_config_from_dict({"family": "cyclegan", "ngf_typo": 8})
+        config_from_dict({"family": "cyclegan", "ngf_typo": 8})
     with pytest.raises(ConfigError, match="multiple of 4"):
-        family_config_from_dict({"family": "cyclegan", "load_size": 40, "crop_size": 30})
+        config_from_dict({"family": "cyclegan", "load_size": 40, "crop_size": 30})
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Data-parallel training under torchrun (training/distributed.py), on CPU with gloo.
+"""Data-parallel training under torchrun (training/engine/distributed.py), on CPU with gloo.
 
 End to end: `torchrun --nproc_per_node 2 munit-rt train ...` for 3 iterations of each family finishes, writes
 one set of checkpoints and one stats log, and with MUNIT_RT_RANK_DIGEST=1 each rank reports the sha256 of its
@@ -21,8 +21,8 @@ import torch
 import yaml
 from PIL import Image
 
-from munit_rt.training import distributed
-from munit_rt.training.data import EpochBatchSampler
+from munit_rt.training.engine import distributed
+from munit_rt.training.engine.batches import EpochBatchSampler
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "training" / "configs"

@@ -29,16 +29,20 @@ ATOL = 1e-4
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from munit_rt.export import export_bundle
-    from munit_rt.training.checkpoint import load_generators, read_checkpoint, save_generators
+    from munit_rt.export.random_bundle import random_bundle
+    from munit_rt.training.checkpoint import read_checkpoint
     from munit_rt.training.config import config_from_dict
+    from munit_rt.training.registry import load_generators
 
     config = config_from_dict(tiny_config_dict(), source="tiny")
-    ckpt = tmp_path_factory.mktemp("run") / "gen_00000010.pt"
-    save_generators(ckpt, make_generators(config, seed=3), config, iteration=10)
     lines: list[str] = []
-    bundle = export_bundle(ckpt, None, precision="both", progress=lines.append)  # default: beside ckpt
+    bundle = random_bundle("munit", tmp_path_factory.mktemp("run"), config, precision="both", seed=3, iteration=10,
+                           progress=lines.append)  # exported to the default place, beside the checkpoint
+    ckpt = bundle.with_name("gen_00000010.pt")
     gens = load_generators(read_checkpoint(ckpt))  # the reference, loaded without the export code
+    for domain, reference in make_generators(config, seed=3).items():  # the weights the test builds itself
+        for key, tensor in reference.state_dict().items():
+            assert torch.equal(gens[domain].state_dict()[key], tensor), (domain, key)
     manifest = json.loads((bundle / "manifest.json").read_text())
     return {"bundle": bundle, "ckpt": ckpt, "config": config, "gens": gens, "manifest": manifest, "log": lines}
 
@@ -193,7 +197,7 @@ def test_fp16_graphs_stay_within_the_psnr_bound(exported):
 def test_manifest_describes_the_model(exported):
     m, ckpt, config = exported["manifest"], exported["ckpt"], exported["config"]
     assert exported["bundle"] == ckpt.with_name("gen_00000010.bundle")
-    assert (m["schema_version"], m["format"], m["family"], m["opset"]) == (1, "munit-rt-bundle", "munit", 18)
+    assert (m["schema_version"], m["format"], m["family"], m["opset"]) == (2, "munit-rt-bundle", "munit", 18)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", m["created"])
     from munit_rt import __version__
 
@@ -203,8 +207,9 @@ def test_manifest_describes_the_model(exported):
                                       "format": "munit-rt", "iteration": 10}
     assert m["config"] == config.to_dict()
     assert m["domains"] == {"a": {"channels": 3}, "b": {"channels": 3}}
-    assert m["preprocess"] == {"resize": "shorter_side", "size": 32, "multiple": 4, "resample": "bicubic",
-                               "mean": [0.5] * 3, "std": [0.5] * 3, "value_range": [-1.0, 1.0]}
+    # schema 2: the bilinear shorter-side resize the official loaders and test.py use, and how H, W are fitted
+    assert m["preprocess"] == {"resize": "shorter_side", "size": 32, "multiple": 4, "resample": "bilinear",
+                               "fit": "crop", "mean": [0.5] * 3, "std": [0.5] * 3, "value_range": [-1.0, 1.0]}
     assert (m["style_dim"], m["content_channels"], m["spatial_multiple"]) == (4, 32, 4)
     assert m["adain"] == {"total": 128, "layers": [
         {"name": "dec.model.0.model.0.model.0.norm", "channels": 32, "shift_offset": 0, "scale_offset": 32},
@@ -219,6 +224,31 @@ def test_manifest_describes_the_model(exported):
     assert [t["shape"] for t in g["decoder_b"]["inputs"]] == [["N", 32, "h", "w"], ["N", 128]]
     assert g["decoder_b"]["outputs"][0]["shape"] == ["N", 3, "h*4", "w*4"]
     assert (g["decoder_a"]["role"], g["decoder_a"]["domain"]) == ("decoder", "a")
+
+
+def test_training_data_resizes_with_the_filter_the_bundle_records(exported, tmp_path):
+    """The bundle's preprocessing is what MUNIT training applies: a training sample is the recorded filter's
+    shorter-side resize of the image (PIL bilinear here), not another filter's."""
+    from PIL import Image
+
+    from munit_rt.training.families.munit.data import ImageDataset
+    from munit_rt.training.registry import get_family
+
+    recorded = exported["manifest"]["preprocess"]
+    assert recorded["resample"] == "bilinear"
+    pixels = np.random.default_rng(2).integers(0, 256, (36, 40, 3), dtype=np.uint8)
+    pixels[:, :20] //= 4  # an edge, so the filters differ visibly
+    Image.fromarray(pixels).save(tmp_path / "known.png")
+    prep = get_family("munit").preprocess(exported["config"])
+    assert prep.to_dict() == recorded
+    # shorter side 36 -> 32, so 40 -> 35; a crop of the whole resized image keeps the resize alone
+    sample = ImageDataset([tmp_path / "known.png"], 3, prep, (32, 35), flip=False, seed=0, name="trainA")[(0, 0)]
+    filters = {name: Image.open(tmp_path / "known.png").resize((35, 32), getattr(Image.Resampling, name.upper()))
+               for name in ("bilinear", "bicubic")}
+    expected = {name: torch.from_numpy(np.asarray(img, np.float32)).permute(2, 0, 1) / 127.5 - 1
+                for name, img in filters.items()}
+    torch.testing.assert_close(sample, expected["bilinear"], atol=1e-6, rtol=0)
+    assert (sample - expected["bicubic"]).abs().max() > 0.05
 
 
 def test_manifest_parity_report(exported):
@@ -248,7 +278,7 @@ def test_every_file_is_listed_with_its_sha256(exported):
 
 
 def test_a_changed_byte_is_detected(exported, tmp_path):
-    from munit_rt.export.bundle_writer import verify_bundle
+    from munit_rt.export.writer import verify_bundle
 
     copy = shutil.copytree(exported["bundle"], tmp_path / "copy.bundle")
     assert verify_bundle(copy) == []
@@ -294,7 +324,7 @@ def test_psnr_and_atol_comparisons():
 
 
 def test_publish_refuses_or_swaps_atomically(tmp_path):
-    from munit_rt.export.bundle_writer import make_staging_dir, publish
+    from munit_rt.export.writer import make_staging_dir, publish
     from munit_rt.export.errors import ExportError
 
     out = tmp_path / "model.bundle"

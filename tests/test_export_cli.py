@@ -43,7 +43,8 @@ def official_export(tmp_path_factory):
 
 
 def test_official_checkpoint_with_yaml_exports_and_matches_pytorch(official_export):
-    from munit_rt.training.checkpoint import load_generators, read_checkpoint
+    from munit_rt.training.checkpoint import read_checkpoint
+    from munit_rt.training.registry import load_generators
 
     result, bundle = official_export["result"], official_export["bundle"]
     assert result.exit_code == 0, result.output

@@ -2,7 +2,7 @@
 types, FP16, manifests, munit-rt and upstream files, the CLI, bad inputs.
 
 Tiny models (CycleGAN ngf 8 with 2 blocks, StarGAN conv_dim 8 with 2 blocks and c_dim 3) are built here and
-saved as munit-rt checkpoints (`save_family_checkpoint`) and as upstream plain state dicts. References are the
+saved as munit-rt checkpoints (`save_checkpoint`; `random_bundle` with the same seed) and as upstream plain state dicts. References are the
 modules built in the test, never modules loaded back by the export code.
 """
 from __future__ import annotations
@@ -32,13 +32,13 @@ STARGAN = {"family": "stargan", "g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num"
 
 
 def family_config(data: dict):
-    from munit_rt.training.config import family_config_from_dict
+    from munit_rt.training.config import config_from_dict
 
-    return family_config_from_dict(data, source="test")
+    return config_from_dict(data, source="test")
 
 
 def cyclegan_generators(config, seed: int) -> dict:
-    from munit_rt.training.cyclegan import build_generator
+    from munit_rt.training.families.cyclegan.model import build_generator
 
     torch.manual_seed(seed)
     return {key: build_generator(config, key).eval() for key in ("G_A", "G_B")}
@@ -47,7 +47,7 @@ def cyclegan_generators(config, seed: int) -> dict:
 def stargan_generator(config, seed: int):
     """Random weights, norm affines away from (1, 0), and running statistics far from any image's: the
     graph must use per-image statistics, as the module does."""
-    from munit_rt.training.stargan import build_generator
+    from munit_rt.training.families.stargan.model import build_generator
 
     torch.manual_seed(seed)
     gen = build_generator(config)
@@ -79,17 +79,18 @@ def sha256(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def cyclegan_bundle(tmp_path_factory):
-    """munit-rt cyclegan_XXXXXXXX.pt (config inside) exported through the API, both precisions."""
-    from munit_rt.export import export_bundle
-    from munit_rt.training.checkpoint import save_family_checkpoint
+    """munit-rt cyclegan_XXXXXXXX.pt (config inside) of random weights, exported through the API, both precisions."""
+    from munit_rt.export.random_bundle import random_bundle
 
     root = tmp_path_factory.mktemp("cyclegan")
     config = family_config(CYCLEGAN)
-    gens = cyclegan_generators(config, seed=1)
-    ckpt = root / "cyclegan_00000020.pt"
-    save_family_checkpoint(ckpt, "cyclegan", gens, config, iteration=20)
     lines: list[str] = []
-    bundle = export_bundle(ckpt, precision="both", progress=lines.append)
+    bundle = random_bundle("cyclegan", root, CYCLEGAN, precision="both", seed=1, iteration=20, progress=lines.append)
+    ckpt = root / "cyclegan_00000020.pt"
+    gens = cyclegan_generators(config, seed=1)  # the reference: the same seed, built here
+    stored = torch.load(ckpt, weights_only=True)
+    for key, gen in gens.items():
+        assert all(torch.equal(stored[key][name], tensor) for name, tensor in gen.state_dict().items()), key
     return {"bundle": bundle, "ckpt": ckpt, "config": config, "gens": gens, "manifest": read_manifest(bundle),
             "log": lines}
 
@@ -97,13 +98,13 @@ def cyclegan_bundle(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stargan_bundle(tmp_path_factory):
     from munit_rt.export import export_bundle
-    from munit_rt.training.checkpoint import save_family_checkpoint
+    from munit_rt.training.checkpoint import save_checkpoint
 
     root = tmp_path_factory.mktemp("stargan")
     config = family_config(STARGAN)
     gen = stargan_generator(config, seed=2)
     ckpt = root / "stargan_00000030.pt"
-    save_family_checkpoint(ckpt, "stargan", {"G": gen}, config, iteration=30)
+    save_checkpoint(ckpt, "stargan", {"G": gen}, config, iteration=30)
     bundle = export_bundle(ckpt, root / "stargan.bundle", precision="both")
     return {"bundle": bundle, "ckpt": ckpt, "config": config, "gen": gen, "manifest": read_manifest(bundle)}
 
@@ -255,7 +256,7 @@ def test_fp16_graphs_stay_within_the_psnr_bound(cyclegan_bundle, stargan_bundle)
 
 # -- manifests -----------------------------------------------------------------------------------------------
 def check_files_and_hashes(bundle: Path, manifest: dict) -> None:
-    from munit_rt.export.bundle_writer import verify_bundle
+    from munit_rt.export.writer import verify_bundle
 
     on_disk = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()} - {"manifest.json"}
     assert on_disk == set(manifest["files"])
@@ -274,7 +275,7 @@ def check_parity_record(graph: dict) -> None:
 def test_cyclegan_manifest(cyclegan_bundle):
     m, ckpt, config = cyclegan_bundle["manifest"], cyclegan_bundle["ckpt"], cyclegan_bundle["config"]
     assert cyclegan_bundle["bundle"] == ckpt.with_name("cyclegan_00000020.bundle")
-    assert (m["schema_version"], m["format"], m["family"], m["opset"]) == (1, "munit-rt-bundle", "cyclegan", 18)
+    assert (m["schema_version"], m["format"], m["family"], m["opset"]) == (2, "munit-rt-bundle", "cyclegan", 18)
     digest = sha256(ckpt)
     assert m["source_checkpoint"] == {
         "name": ckpt.name, "path": str(ckpt.resolve()), "sha256": digest, "format": "munit-rt", "iteration": 20,
@@ -286,7 +287,7 @@ def test_cyclegan_manifest(cyclegan_bundle):
         "a2b": {"graph": "generator_a2b", "generator": "G_A", "source_domain": "a", "target_domain": "b"},
         "b2a": {"graph": "generator_b2a", "generator": "G_B", "source_domain": "b", "target_domain": "a"}}
     assert m["preprocess"] == {"resize": "shorter_side", "size": 32, "multiple": 4, "resample": "bicubic",
-                               "mean": [0.5] * 3, "std": [0.5] * 3, "value_range": [-1.0, 1.0],
+                               "fit": "round", "mean": [0.5] * 3, "std": [0.5] * 3, "value_range": [-1.0, 1.0],
                                "load_size": 36, "crop_size": 32}
     assert m["spatial_multiple"] == 4 and m["precisions"] == ["fp32", "fp16"]
     assert list(m["graphs"]) == ["generator_a2b", "generator_b2a"]
@@ -302,13 +303,13 @@ def test_cyclegan_manifest(cyclegan_bundle):
 
 def test_stargan_manifest(stargan_bundle):
     m, ckpt, config = stargan_bundle["manifest"], stargan_bundle["ckpt"], stargan_bundle["config"]
-    assert (m["family"], m["schema_version"], m["channels"], m["spatial_multiple"]) == ("stargan", 1, 3, 4)
+    assert (m["family"], m["schema_version"], m["channels"], m["spatial_multiple"]) == ("stargan", 2, 3, 4)
     assert m["source_checkpoint"]["files"] == [{"name": ckpt.name, "path": str(ckpt.resolve()),
                                                 "sha256": sha256(ckpt), "generators": ["G"]}]
     assert (m["source_checkpoint"]["iteration"], m["source_checkpoint"]["format"]) == (30, "munit-rt")
     assert m["config"] == config.to_dict()
     assert m["preprocess"] == {"crop": "center", "crop_size": 40, "resize": "square", "size": 32, "multiple": 4,
-                               "resample": "bilinear", "mean": [0.5] * 3, "std": [0.5] * 3,
+                               "resample": "bilinear", "fit": "crop", "mean": [0.5] * 3, "std": [0.5] * 3,
                                "value_range": [-1.0, 1.0]}
     assert m["labels"] == {
         "c_dim": 3, "dtype": "float32", "values": [0.0, 1.0], "num_datasets": 1,
@@ -324,7 +325,7 @@ def test_stargan_manifest(stargan_bundle):
 
 
 def test_stargan_label_layout_with_two_datasets():
-    from munit_rt.export.bundle_writer import stargan_labels
+    from munit_rt.training.families.stargan.graphs import stargan_labels
 
     config = family_config({**STARGAN, "selected_attrs": ["Blond_Hair", "Young"], "attr_path_2": "rafd.txt",
                             "selected_attrs_2": ["happy", "sad", "Brown_Hair"]})
@@ -454,8 +455,10 @@ def test_pairs_must_be_an_upstream_cyclegan_g_a_and_g_b(tmp_path):
 
 
 @pytest.mark.parametrize("payload, message", [
-    ({"model.1.weight": torch.zeros(2, 2)}, "nor a CycleGAN or StarGAN generator"),
-    ({1: torch.zeros(2)}, "nor a CycleGAN or StarGAN generator"),
+    ({"model.1.weight": torch.zeros(2, 2)}, "nor a CycleGAN generator (munit-rt cyclegan_XXXXXXXX.pt, upstream "
+                                            "latest_net_G_A.pth / latest_net_G_B.pth), nor a StarGAN generator"),
+    ({1: torch.zeros(2)}, "nor a CycleGAN generator (munit-rt cyclegan_XXXXXXXX.pt, upstream latest_net_G_A.pth / "
+                          "latest_net_G_B.pth), nor a StarGAN generator"),
     ({"a": {}, "b": {}, "munit_rt": {"format": 1, "family": "stargan", "config": {}}},
      "munit-rt checkpoint of family 'stargan': stargan checkpoint without the 'G' weights"),
 ])

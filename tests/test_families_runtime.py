@@ -32,31 +32,31 @@ STARGAN = {"family": "stargan", "g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num"
 
 
 def family_config(data: dict):
-    from munit_rt.training.config import family_config_from_dict
+    from munit_rt.training.config import config_from_dict
 
-    return family_config_from_dict(data, source="test")
+    return config_from_dict(data, source="test")
 
 
 @pytest.fixture(scope="module")
 def cyclegan(tmp_path_factory):
     from munit_rt.export import export_bundle
-    from munit_rt.training.checkpoint import save_family_checkpoint
-    from munit_rt.training.cyclegan import build_generator
+    from munit_rt.training.checkpoint import save_checkpoint
+    from munit_rt.training.families.cyclegan.model import build_generator
 
     root = tmp_path_factory.mktemp("cyclegan_rt")
     config = family_config(CYCLEGAN)
     torch.manual_seed(11)
     gens = {key: build_generator(config, key).eval() for key in ("G_A", "G_B")}
     ckpt = root / "cyclegan_00000020.pt"
-    save_family_checkpoint(ckpt, "cyclegan", gens, config, iteration=20)
+    save_checkpoint(ckpt, "cyclegan", gens, config, iteration=20)
     return {"bundle": export_bundle(ckpt, root / "cyclegan.bundle", precision="fp32"), "gens": gens}
 
 
 @pytest.fixture(scope="module")
 def stargan(tmp_path_factory):
     from munit_rt.export import export_bundle
-    from munit_rt.training.checkpoint import save_family_checkpoint
-    from munit_rt.training.stargan import build_generator
+    from munit_rt.training.checkpoint import save_checkpoint
+    from munit_rt.training.families.stargan.model import build_generator
 
     root = tmp_path_factory.mktemp("stargan_rt")
     config = family_config(STARGAN)
@@ -69,7 +69,7 @@ def stargan(tmp_path_factory):
                 m.bias.normal_(0.0, 0.3)
     gen.eval()
     ckpt = root / "stargan_00000030.pt"
-    save_family_checkpoint(ckpt, "stargan", {"G": gen}, config, iteration=30)
+    save_checkpoint(ckpt, "stargan", {"G": gen}, config, iteration=30)
     return {"bundle": export_bundle(ckpt, root / "stargan.bundle", precision="fp32"), "gen": gen}
 
 

@@ -12,9 +12,10 @@ from torch.nn import functional as F
 from conftest import make_generators, tiny_config_dict
 from munit_rt.training.config import config_from_dict
 from munit_rt.training.errors import CheckpointError
-from munit_rt.training.layers import AdaptiveInstanceNorm2d, LayerNorm
-from munit_rt.training.munit import AdaINGen, MsImageDis
-from munit_rt.training.official import load_state_dict_strict, remap_munit
+from munit_rt.training.families.munit.layers import AdaptiveInstanceNorm2d, LayerNorm
+from munit_rt.training.families.munit.model import AdaINGen, MsImageDis
+from munit_rt.training.families.munit.upstream import remap_munit
+from munit_rt.training.weights import load_state_dict_strict
 
 # Tiny config (conftest): gen dim 8, mlp_dim 16, style_dim 4, n_downsample 2, n_res 1; dis dim 8, n_layer 2,
 # 2 scales. Official attribute order: AdaINGen = enc_style, enc_content, dec, mlp; Conv2dBlock = pad, norm,

@@ -157,14 +157,14 @@ def stargan_bundle(tmp_path_factory) -> Path:
     from test_families_runtime import STARGAN, family_config
 
     from munit_rt.export import export_bundle
-    from munit_rt.training.checkpoint import save_family_checkpoint
-    from munit_rt.training.stargan import build_generator
+    from munit_rt.training.checkpoint import save_checkpoint
+    from munit_rt.training.families.stargan.model import build_generator
 
     root = tmp_path_factory.mktemp("stargan_ray")
     config = family_config(STARGAN)
     torch.manual_seed(12)
     ckpt = root / "stargan_00000030.pt"
-    save_family_checkpoint(ckpt, "stargan", {"G": build_generator(config).eval()}, config, iteration=30)
+    save_checkpoint(ckpt, "stargan", {"G": build_generator(config).eval()}, config, iteration=30)
     return export_bundle(ckpt, root / "stargan.bundle", precision="fp32")
 
 

@@ -16,13 +16,14 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from munit_rt.training.celeba import read_attribute_file, select_labels, split_entries
-from munit_rt.training.checkpoint import read_any_checkpoint, save_family_checkpoint
-from munit_rt.training.config import StarGanConfig, family_config_from_dict
+from munit_rt.training.checkpoint import read_checkpoint, save_checkpoint
+from munit_rt.training.config import config_from_dict
 from munit_rt.training.errors import CheckpointError, ConfigError, DataError
+from munit_rt.training.families.stargan.config import StarGanConfig
+from munit_rt.training.families.stargan.data import open_datasets, read_attribute_file, select_labels, split_entries
+from munit_rt.training.families.stargan.model import Discriminator, Generator, InputStatsInstanceNorm2d
+from munit_rt.training.families.stargan.trainer import StarGanTrainer, gradient_penalty, lr_factor
 from munit_rt.training.registry import load_generators
-from munit_rt.training.stargan import Discriminator, Generator, InputStatsInstanceNorm2d
-from munit_rt.training.stargan_trainer import StarGanTrainer, gradient_penalty, lr_factor, open_datasets
 
 ATTRS = ("Bangs", "Smiling", "Male")
 
@@ -32,7 +33,7 @@ def tiny(**overrides) -> StarGanConfig:
             "d_repeat_num": 3, "batch_size": 2, "num_iters": 10, "num_iters_decay": 5, "lr_update_step": 1,
             "n_critic": 1, "selected_attrs": list(ATTRS), "crop_size": 36, "test_count": 1, "num_workers": 0,
             "log_iter": 1, "image_save_iter": 1000, "snapshot_save_iter": 1000, "display_size": 2}
-    return family_config_from_dict({**data, **overrides})
+    return config_from_dict({**data, **overrides})
 
 
 def upstream_keys_dim8_c3_rep2(num_batches_tracked: bool = True) -> dict[str, tuple]:
@@ -85,7 +86,7 @@ def test_upstream_file_loads_with_and_without_num_batches_tracked(tmp_path, with
     path = tmp_path / "200000-G.ckpt"
     torch.save(state, path)
     config = tiny(g_conv_dim=8, g_repeat_num=2, selected_attrs=list(ATTRS))
-    ckpt = read_any_checkpoint(path, config=config)
+    ckpt = read_checkpoint(path, config=config)
     assert (ckpt.family, ckpt.source_format, ckpt.iteration) == ("stargan", "official", 200000)
     loaded = load_generators(ckpt)["G"].state_dict()
     torch.testing.assert_close(loaded["main.17.weight"], state["main.17.weight"])
@@ -94,12 +95,12 @@ def test_upstream_file_loads_with_and_without_num_batches_tracked(tmp_path, with
 
 def test_upstream_defaults_and_wrong_config(tmp_path):
     torch.save(random_state(upstream_keys_dim8_c3_rep2()), tmp_path / "200000-G.ckpt")
-    ckpt = read_any_checkpoint(tmp_path / "200000-G.ckpt")
+    ckpt = read_checkpoint(tmp_path / "200000-G.ckpt")
     assert ckpt.config == StarGanConfig() and ckpt.config.c_dim == 5
     with pytest.raises(CheckpointError, match="upstream defaults do not fit"):
         load_generators(ckpt)
     with pytest.raises(CheckpointError, match="main.0.weight"):  # 4 labels: 7 input channels, not 6
-        load_generators(read_any_checkpoint(tmp_path / "200000-G.ckpt",
+        load_generators(read_checkpoint(tmp_path / "200000-G.ckpt",
                                             config=tiny(g_repeat_num=2, selected_attrs=["a", "b", "c", "d"])))
 
 
@@ -258,14 +259,14 @@ def test_generator_steps_only_every_n_critic_iterations():
 def test_checkpoint_round_trip_and_config_conflict(tmp_path):
     config = tiny()
     gen = Generator(config.g_conv_dim, config.c_dim, config.g_repeat_num)
-    save_family_checkpoint(tmp_path / "stargan_00000005.pt", "stargan", {"G": gen}, config, 5)
-    ckpt = read_any_checkpoint(tmp_path / "stargan_00000005.pt")
+    save_checkpoint(tmp_path / "stargan_00000005.pt", "stargan", {"G": gen}, config, 5)
+    ckpt = read_checkpoint(tmp_path / "stargan_00000005.pt")
     assert (ckpt.family, ckpt.iteration, ckpt.config, ckpt.source_format) == ("stargan", 5, config, "munit-rt")
     x, c = smooth_images(2, 3), torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
     with torch.no_grad():
         torch.testing.assert_close(load_generators(ckpt)["G"](x, c), gen.eval()(x, c), atol=0, rtol=0)
     with pytest.raises(CheckpointError, match="disagrees"):
-        read_any_checkpoint(tmp_path / "stargan_00000005.pt", config=tiny(selected_attrs=["Bangs", "Male", "Young"]))
+        read_checkpoint(tmp_path / "stargan_00000005.pt", config=tiny(selected_attrs=["Bangs", "Male", "Young"]))
 
 
 def test_config_errors_name_the_key():
@@ -313,7 +314,7 @@ def test_cli_info_on_upstream_file(tmp_path):
 def test_two_dataset_resume_reproduces_uninterrupted_run(tmp_path):
     import yaml
 
-    from munit_rt.training.stargan_trainer import train
+    from munit_rt.training.engine.driver import train
 
     first, second = write_dataset(tmp_path / "data"), write_dataset(tmp_path / "data", ("Happy", "Sad"), seed=1)
     data = {**dataclasses.asdict(tiny(num_iters=4, num_iters_decay=2)), "family": "stargan",

@@ -1,4 +1,4 @@
-"""The exported decoder's sub-pixel rewrite (export/subpixel.py) against the training decoder it replaces.
+"""The exported decoder's sub-pixel rewrite (MUNIT's subpixel.py) against the training decoder it replaces.
 
 Checked in float64, where the only difference left is summation order, so any wrong tap, phase or border
 line shows up many orders of magnitude above the tolerance.
@@ -14,11 +14,11 @@ torch = pytest.importorskip("torch", reason="the rewrite is a torch module built
 onnx = pytest.importorskip("onnx", reason="export needs onnx")
 ort = pytest.importorskip("onnxruntime", reason="the exported graphs run in ONNX Runtime")
 
-from munit_rt.export.subpixel import (PhaseOutputStage, SubpixelDecoder, SubpixelUpsampleConv,  # noqa: E402
-                             output_weights)
-from bench.flops import graph_flops  # noqa: E402
-from munit_rt.training.layers import Conv2dBlock  # noqa: E402
-from munit_rt.training.munit import Decoder  # noqa: E402
+from munit_rt.export.flops import graph_flops  # noqa: E402
+from munit_rt.training.families.munit.layers import Conv2dBlock  # noqa: E402
+from munit_rt.training.families.munit.model import Decoder  # noqa: E402
+from munit_rt.training.families.munit.subpixel import (PhaseOutputStage, SubpixelDecoder,  # noqa: E402
+                                                       SubpixelUpsampleConv, output_weights)
 
 
 def random_decoder(n_upsample: int, pad_type: str, dim: int = 16, seed: int = 0) -> Decoder:

@@ -40,18 +40,12 @@ def tiny_bundle(tmp_path_factory) -> Path:
     """The conftest tiny model exported with fp32 and fp16 graphs (needs torch + onnx for the export)."""
     require_gpu()
     pytest.importorskip("torch", reason="the tiny bundle is exported from PyTorch (pip install 'munit-rt[export]')")
-    from conftest import make_generators, tiny_config_dict
+    from conftest import tiny_config_dict
 
-    from munit_rt import export
-    from munit_rt.training.checkpoint import save_generators
-    from munit_rt.training.config import config_from_dict
+    from munit_rt.export.random_bundle import random_bundle
 
-    root = tmp_path_factory.mktemp("trt_tiny")
-    config = config_from_dict(tiny_config_dict(), source="tiny")
-    checkpoint = root / "gen_00000010.pt"
-    save_generators(checkpoint, make_generators(config, seed=3), config, iteration=10)
-    export.export_bundle(checkpoint, root / "tiny.bundle", precision="both")
-    return root / "tiny.bundle"
+    return random_bundle("munit", tmp_path_factory.mktemp("trt_tiny"), tiny_config_dict(), precision="both", seed=3,
+                         iteration=10)
 
 
 def psnr_db(reference: np.ndarray, actual: np.ndarray, peak: float) -> float:

@@ -12,12 +12,16 @@ import torch
 from PIL import Image
 
 from conftest import tiny_config_dict, write_images, write_yaml  # noqa: E402
+from munit_rt.preprocess import resize_shorter_side
 from munit_rt.training.config import config_from_dict
-from munit_rt.training.data import ImageDataset, find_images, open_training_data, resize_shorter_side
+from munit_rt.training.data import find_images
+from munit_rt.training.engine.callbacks import TrainingCallback
+from munit_rt.training.engine.driver import train
 from munit_rt.training.errors import ConfigError, DataError
-from munit_rt.training.init import weights_init
-from munit_rt.training.munit import AdaINGen, MsImageDis
-from munit_rt.training.trainer import MunitTrainer, TrainingCallback, train
+from munit_rt.training.families.munit.data import ImageDataset, open_training_data, preprocess
+from munit_rt.training.families.munit.init import weights_init
+from munit_rt.training.families.munit.model import AdaINGen, MsImageDis
+from munit_rt.training.families.munit.trainer import MunitTrainer
 
 
 @pytest.fixture
@@ -38,6 +42,11 @@ def read_stats(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "logs" / "stats.jsonl").read_text().splitlines()]
 
 
+def prep(new_size: int):
+    """MUNIT's preprocessing at `new_size` (what its training data loading applies)."""
+    return preprocess(config_from_dict(tiny_config_dict(new_size=new_size)))
+
+
 # ------------------------------------------------------------------------------------------------- data
 
 def test_find_images_recursive_and_case_insensitive(tmp_path):
@@ -51,7 +60,7 @@ def test_find_images_recursive_and_case_insensitive(tmp_path):
 def test_resize_matches_torchvision(tmp_path):
     transforms = pytest.importorskip("torchvision.transforms", reason="torchvision is the reference")
     img = Image.open(write_images(tmp_path, 1, size=(40, 36))[0]).convert("RGB")
-    ours, theirs = resize_shorter_side(img, 32), transforms.Resize(32)(img)
+    ours, theirs = resize_shorter_side(img, 32, prep(32).resample), transforms.Resize(32)(img)
     assert ours.size == theirs.size == (35, 32)  # int(32 * 40 / 36)
     assert np.array_equal(np.asarray(ours), np.asarray(theirs))
 
@@ -59,10 +68,10 @@ def test_resize_matches_torchvision(tmp_path):
 def test_dataset_normalises_crops_and_converts_gray(tmp_path):
     white = tmp_path / "white.png"
     Image.new("RGB", (50, 40), (255, 0, 128)).save(white)
-    rgb = ImageDataset([white], 3, 32, (32, 32), flip=True, seed=0, name="trainA")[(0, 0)]
+    rgb = ImageDataset([white], 3, prep(32), (32, 32), flip=True, seed=0, name="trainA")[(0, 0)]
     assert rgb.shape == (3, 32, 32)
     torch.testing.assert_close(rgb[:, 0, 0], torch.tensor([1.0, -1.0, 128 / 255 * 2 - 1]))
-    gray = ImageDataset([white], 1, 16, (16, 16), flip=False, seed=0, name="trainA")[(0, 0)]
+    gray = ImageDataset([white], 1, prep(16), (16, 16), flip=False, seed=0, name="trainA")[(0, 0)]
     luma = round(0.299 * 255 + 0.587 * 0 + 0.114 * 128) / 255  # ITU-R 601-2, as PIL's "L" conversion
     assert gray.shape == (1, 16, 16)
     assert abs(gray[0, 0, 0].item() - (luma * 2 - 1)) < 1.5 / 255
@@ -70,7 +79,7 @@ def test_dataset_normalises_crops_and_converts_gray(tmp_path):
 
 def test_augmentation_depends_only_on_seed_epoch_index(tmp_path):
     paths = write_images(tmp_path, 1, size=(60, 40))
-    dataset = ImageDataset(paths, 3, 40, (32, 32), flip=True, seed=0, name="trainA")
+    dataset = ImageDataset(paths, 3, prep(40), (32, 32), flip=True, seed=0, name="trainA")
     assert torch.equal(dataset[(0, 3)], dataset[(0, 3)])
     assert any(not torch.equal(dataset[(0, 0)], dataset[(0, e)]) for e in range(1, 6))
 
@@ -154,7 +163,7 @@ def test_generator_total_weights_every_term():
 
 
 def _write_vgg_file(path: Path, layout: str) -> Path:
-    from munit_rt.training.vgg import _OFFICIAL_NAMES, Vgg16Relu53
+    from munit_rt.training.families.munit.vgg import _OFFICIAL_NAMES, Vgg16Relu53
 
     torch.manual_seed(0)
     state = Vgg16Relu53().state_dict()
@@ -261,11 +270,11 @@ def test_refuses_existing_run_and_resume_without_snapshot(tmp_path, data_dir):
 
 def test_display_batch_is_fixed(tmp_path):
     paths = write_images(tmp_path, 3, size=(50, 40))
-    dataset = ImageDataset(paths, 3, 40, (32, 32), flip=True, seed=0, name="testA")
+    dataset = ImageDataset(paths, 3, prep(40), (32, 32), flip=True, seed=0, name="testA")
     assert dataset.display_batch(5).shape == (3, 3, 32, 32)  # capped at the images available
     assert torch.equal(dataset.display_batch(2), dataset.display_batch(2))
     random.seed(123)  # the global RNG plays no part
-    assert torch.equal(dataset.display_batch(2), ImageDataset(paths, 3, 40, (32, 32), True, 0, "testA")
+    assert torch.equal(dataset.display_batch(2), ImageDataset(paths, 3, prep(40), (32, 32), True, 0, "testA")
                        .display_batch(2))
 
 
@@ -288,7 +297,7 @@ def test_one_channel_domain_trains_and_samples(tmp_path):
 def test_stats_log_without_tensorboard(tmp_path, monkeypatch):
     import sys
 
-    from munit_rt.training.trainer import StatsLog
+    from munit_rt.training.engine.logs import StatsLog
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import now fails
     with pytest.warns(UserWarning, match="TensorBoard logging skipped"):

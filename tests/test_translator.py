@@ -21,8 +21,9 @@ def tiny(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def gens(tiny):
-    """The reference: training.munit modules loaded straight from the checkpoint."""
-    from munit_rt.training.checkpoint import load_generators, read_checkpoint
+    """The reference: the MUNIT training modules loaded straight from the checkpoint."""
+    from munit_rt.training.checkpoint import read_checkpoint
+    from munit_rt.training.registry import load_generators
 
     return load_generators(read_checkpoint(tiny[0]))
 

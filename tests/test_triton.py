@@ -36,23 +36,12 @@ EXPECTED = {"munit": MUNIT_MODELS | MUNIT_ENSEMBLES,
 
 
 def _family_bundle(root: Path, family: str) -> Path:
-    import torch
+    from munit_rt.export.random_bundle import random_bundle
 
-    from munit_rt.export import export_bundle
-    from munit_rt.training.checkpoint import save_family_checkpoint
-    from munit_rt.training.config import family_config_from_dict
-
-    bundle = root / f"{family}.bundle"
+    bundle = root / f"{family}_00000001.bundle"
     if not (bundle / "manifest.json").is_file():
-        data = CYCLEGAN if family == "cyclegan" else STARGAN
-        config = family_config_from_dict(data, source="test")
-        module = __import__(f"munit_rt.training.{family}", fromlist=["build_generator"])
-        torch.manual_seed(7)
-        gens = ({key: module.build_generator(config, key).eval() for key in ("G_A", "G_B")} if family == "cyclegan"
-                else {"G": module.build_generator(config).eval()})
-        ckpt = root / f"{family}_00000001.pt"
-        save_family_checkpoint(ckpt, family, gens, config, iteration=1)
-        export_bundle(ckpt, bundle, precision="fp32")
+        random_bundle(family, root, CYCLEGAN if family == "cyclegan" else STARGAN, precision="fp32", seed=7,
+                      iteration=1)
     return bundle
 
 

@@ -180,7 +180,8 @@ def test_backend_with_winograd_matches_pytorch(tiny):
     import torch
     from conftest import tiny_config_dict
 
-    from munit_rt.training.checkpoint import load_generators, read_checkpoint
+    from munit_rt.training.checkpoint import read_checkpoint
+    from munit_rt.training.registry import load_generators
 
     gens = load_generators(read_checkpoint(tiny[0]))
     images = np.random.default_rng(8).uniform(-1, 1, (2, 3, 32, 40)).astype(np.float32)
@@ -195,7 +196,7 @@ def test_backend_with_winograd_matches_pytorch(tiny):
                                              for s in codes]) for i in range(len(images))]).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     # the 3x3 stride-1 convs: two per residual block in the content encoder; in the decoder those plus one
-    # phase conv per upsampling stage (export/subpixel.py turns each 5x5 upsample conv into a 3x3 one)
+    # phase conv per upsampling stage (MUNIT's subpixel.py turns each 5x5 upsample conv into a 3x3 one)
     gen = tiny_config_dict()["gen"]
     assert counts["content_encoder_a"] == 2 * gen["n_res"]
     assert counts["decoder_b"] == 2 * gen["n_res"] + gen["n_downsample"]

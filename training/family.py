@@ -3,32 +3,40 @@
 Each family describes itself once, in its own package under training/families/ (munit_rt.training.families.X),
 and registers an instance of its `TrainingFamily` subclass (munit_rt.training.registry.register); shared code
 (the driver, checkpoint reading, export, `info`) looks families up by the name a checkpoint or config carries
-and never branches on it. The runtime half of a family (manifest block, translate job, Triton layout) is
+and never branches on it. Families implement methods in their own modules and bind them with `delegate`, so the
+torch-side code loads on first use. The runtime half of a family (manifest block, translate job, Triton layout) is
 munit_rt.families.X; the two meet only through the bundle manifest, which export writes from this half and the
 runtime validates with its half.
 
-    config        config_class, config_from_dict       YAML / stored config -> frozen dataclass (upstream names)
-    weights       build_generator, remap, model_part   strict loads of munit-rt and upstream state dicts
-    files         detect, read_upstream                which checkpoints are this family's (munit-rt files carry
-                                                       their family in the "munit_rt" block and need no detector)
-    export        graphs, preprocess, manifest_model   the graph split, the preprocessing description, and the
-                                                       family's own manifest keys
+    config        config_class, check_config           YAML / stored config -> frozen dataclass (upstream names)
+    weights       build_generator, remap, model_part,  strict loads of munit-rt and upstream state dicts
+                  weight_label
+    files         detect, upstream_iteration           which plain (upstream) files are this family's; munit-rt
+                                                       files carry their family in the "munit_rt" block and need
+                                                       no detector; training.checkpoint reads both kinds
+    export        graphs, preprocess, manifest_model,  the graph split, the preprocessing description, and the
+                  source_details                       family's own manifest keys
     info          describe_checkpoint
-    training      train                                through training.engine (one driver for every family)
+    training      open_training_data, build_job        the family's data and trainer; training.engine.driver runs
+                                                       the one loop for every family
 """
 from __future__ import annotations
 
 import abc
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
 
+from munit_rt.training.config_fields import build_config
+
 if TYPE_CHECKING:  # torch stays a lazy import for code that only lists families
     from torch import nn
 
     from munit_rt.preprocess import Preprocess
+    from munit_rt.training.engine.driver import Job
 
 
 # --------------------------------------------------------------------------------------------- graphs
@@ -103,7 +111,9 @@ class Checkpoint:
 
     `state_dicts` are keyed by the family's generator keys; `source_format` is "munit-rt" or "official";
     `sha256` is the file's (an upstream pair: sha256 of both files' hex digests, in the order given);
-    `meta` holds the munit-rt block, or for upstream files {"files": {key: path}, "config_source": ...}."""
+    `meta` holds the munit-rt block, or for upstream files {"files": {key: path}, "config_source": "given" |
+    "defaults" | "none"}. `config` is None only for an upstream file of a family without upstream defaults
+    (official MUNIT) read without a config."""
 
     path: Path
     family: str
@@ -117,15 +127,32 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class Detection:
-    """What a family recognises in a loaded (plain, upstream) file: its generator under `key`, or
-    (discriminator=True) a discriminator, which is refused with a hint to pass the generator file."""
+    """What a family recognises in a loaded plain (upstream) file.
+
+    `key`: the one generator the file holds as a flat state dict (CycleGAN's G_A / G_B, StarGAN's G), or None
+    for a file holding one state dict per generator key (official MUNIT `{"a": ..., "b": ...}`). `refusal`:
+    the file is this family's but no generator (a discriminator, say); one line without the path, naming the
+    file to pass instead. Refused files stop the search: no other family is asked."""
 
     family: str
-    key: str
-    discriminator: bool = False
+    key: str | None = None
+    refusal: str = ""
 
 
 # ---------------------------------------------------------------------------------------------- family
+
+def delegate(target: str) -> Callable[..., Any]:
+    """A family method implemented by the function `target` ("package.module:function"), which takes the method's
+    arguments without `self` and is imported on the first call: a family's torch-side modules stay unimported
+    until used, so listing families needs no torch."""
+    module_name, _, function_name = target.partition(":")
+
+    def method(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module_name), function_name)(*args, **kwargs)
+
+    method.__name__, method.__doc__ = function_name, f"{target}, imported on the first call."
+    return method
+
 
 class TrainingFamily(abc.ABC):
     """One model family's torch-side description. Subclasses set the class attributes and methods below."""
@@ -136,11 +163,20 @@ class TrainingFamily(abc.ABC):
     generator_keys: ClassVar[tuple[str, ...]]  # state dicts of a generator checkpoint (a munit-rt file holds all)
     snapshot_prefix: ClassVar[str]          # <prefix>_XXXXXXXX.pt, the generator file of a training snapshot
     default_for_configs: ClassVar[bool] = False  # a YAML without a `family` key is this family's (official MUNIT)
+    checkpoint_names: ClassVar[str]         # the generator files it reads, for messages ("gen_XXXXXXXX.pt")
+    pair_files: ClassVar[str] = ""          # upstream files that may come as a pair (CycleGAN's G_A with G_B)
+    upstream_defaults: ClassVar[bool] = False  # plain files without a config: assume config_class() (upstream's)
 
     # -- config ----------------------------------------------------------------------------------------
-    @abc.abstractmethod
     def config_from_dict(self, data: dict[str, Any], source: str) -> Any:
-        """The frozen config (unknown keys and bad values: ConfigError naming `source` and the key)."""
+        """The frozen config (unknown keys and bad values: ConfigError naming `source` and the key): every key
+        checked on its own (config_fields.build_config, the checks ride on the fields), then `check_config`."""
+        config = build_config(self.config_class, data, source)
+        self.check_config(config, source)
+        return config
+
+    def check_config(self, config: Any, source: str) -> None:
+        """What single keys cannot say (sizes that must fit together): a ConfigError naming `source`."""
 
     # -- weights ---------------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -154,14 +190,18 @@ class TrainingFamily(abc.ABC):
     def model_part(self, config: Any) -> tuple:
         """The config values the generator weights depend on (a --config that disagrees is refused)."""
 
+    def weight_label(self, key: str) -> str:
+        """How messages name the state dict under `key` ("G_A"; MUNIT: "domain a")."""
+        return key
+
     # -- files -----------------------------------------------------------------------------------------
     def detect(self, obj: Any, path: Path) -> Detection | None:
         """Is `obj` (a loaded file without the munit-rt block) one of this family's upstream files?"""
         return None
 
-    def read_upstream(self, loaded: list[tuple[Path, Any]], config: Any) -> Checkpoint:
-        """A Checkpoint from plain upstream files this family detected (`config`: given or None)."""
-        raise NotImplementedError(f"{self.title} has no upstream checkpoint format")
+    def upstream_iteration(self, path: Path) -> int | None:
+        """The iteration an upstream file's name tells (yunjey's NNNNNN-G.ckpt), else None."""
+        return None
 
     # -- export ----------------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -179,13 +219,23 @@ class TrainingFamily(abc.ABC):
         """The family's own top-level manifest keys (MUNIT: domains, style_dim, adain, ...), as JSON values;
         the runtime family (munit_rt.families.X) validates them when export checks the manifest it wrote."""
 
+    def source_details(self, ckpt: Checkpoint) -> dict[str, Any]:
+        """Keys the manifest's `source_checkpoint` adds to name, path, sha256, format and iteration
+        (CycleGAN, StarGAN: config_source and every file with its sha256). Default: none."""
+        return {}
+
     # -- info ------------------------------------------------------------------------------------------
     @abc.abstractmethod
     def describe_checkpoint(self, ckpt: Checkpoint, config_path: str | Path | None) -> str:
         """`munit-rt info CKPT`: family, format, iteration, config and parameter counts."""
 
-    # -- training --------------------------------------------------------------------------------------
+    # -- training (munit_rt.training.engine.driver.train calls these, then runs its loop) ----------------
     @abc.abstractmethod
-    def train(self, config: Any, data_dir: str | Path | None, run_dir: Path, *, resume: bool, device: str,
-              callbacks: tuple = ()) -> Any:
-        """Train into `run_dir` through munit_rt.training.engine; returns its TrainResult."""
+    def open_training_data(self, config: Any, data_dir: str | Path | None, world_size: int) -> Any:
+        """Find and check the training data (DataError naming the folder or file); nothing is written yet.
+        `world_size` processes each take a batch per step, so the data must hold that many at least."""
+
+    @abc.abstractmethod
+    def build_job(self, config: Any, data: Any, device: Any, dist: Any) -> Job:
+        """The trainer (on `device`, after torch.manual_seed(config.seed)), this rank's batch stream, the fixed
+        sample-grid inputs and the number of iterations; `dist` is this process's place in a torchrun job."""

@@ -1,75 +1,111 @@
-"""The model families, in one table: config class, generator builder, official-weights remap, trainer,
-and the generator names a checkpoint stores. Everything that handles "any family" looks it up here.
+"""The model families, looked up by name: each package under training/families/ registers its `TrainingFamily`
+when imported, and this module imports every one of them (pkgutil) the first time anything is looked up, the way
+timm's `register_model` fills its registry. Adding a family is one new package there; nothing here changes.
 
-    family     config            generators (checkpoint keys)        upstream weights
-    munit      MunitConfig       a, b        (AdaINGen per domain)   NVlabs/MUNIT gen_*.pt
-    cyclegan   CycleGanConfig    G_A (A->B), G_B (B->A)              junyanz latest_net_G_A.pth / _G_B.pth
-    stargan    StarGanConfig     G           (image + label vector)  yunjey NNNNNN-G.ckpt
+    register(family)       add a family (a test module may register a toy one); a second one of a name is refused
+    get_family(name)       the family of a checkpoint's or manifest's "family" (ConfigError naming the known ones)
+    families()             {name: family}, sorted by name
+    family_for(data)       the family a config mapping names with its `family` key, else the default family (the
+                           one with default_for_configs: official MUNIT YAMLs carry no such key)
+    family_of(config)      the family of a built config object
+    load_generators(ckpt)  a checkpoint's generators, built from its config and loaded strictly, in eval mode
+
+Nothing here imports torch or a family at module level, so listing families stays cheap.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+import importlib
+import pkgutil
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from munit_rt.training import cyclegan, cyclegan_trainer, munit, stargan, stargan_trainer, trainer
-from munit_rt.training.checkpoint import Checkpoint, load_generators as load_munit_generators
-from munit_rt.training.config import CycleGanConfig, MunitConfig, StarGanConfig
 from munit_rt.training.errors import CheckpointError, ConfigError
-from munit_rt.training.official import load_state_dict_strict, remap_cyclegan, remap_munit, remap_stargan
+from munit_rt.training.family import Checkpoint, TrainingFamily
+
+if TYPE_CHECKING:
+    from torch import nn
+
+FAMILIES_PACKAGE = "munit_rt.training.families"
+
+_families: dict[str, TrainingFamily] = {}
+_discovered = False
 
 
-@dataclass(frozen=True)
-class Family:
-    name: str
-    config_class: type
-    build_generator: Callable[[Any, str], nn.Module]  # (config, checkpoint key) -> module
-    remap: Callable[[dict, nn.Module], dict]           # official state dict -> ours (pure)
-    trainer: type                                      # the nn.Module holding networks and optimizers
-    train: Callable[..., Any]                          # train(config_path, data_dir, out_dir, **options)
-    weight_keys: tuple[str, ...]                       # generator names in a checkpoint
-    model_part: Callable[[Any], tuple]                 # the config values the generator weights depend on
+def _discover() -> None:
+    """Import every family package once; each registers itself (so `register` during discovery is expected)."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True  # first: the packages call register(), which calls back here
+    package = importlib.import_module(FAMILIES_PACKAGE)
+    for module in pkgutil.iter_modules(package.__path__, f"{FAMILIES_PACKAGE}."):
+        importlib.import_module(module.name)
 
 
-def _munit_generator(config: MunitConfig, key: str) -> nn.Module:
-    return munit.AdaINGen(config.input_dim(key), config.gen)
+def register(family: TrainingFamily) -> TrainingFamily:
+    """Add `family` under its name; returns it. A name can be registered once (ValueError)."""
+    _discover()
+    if family.name in _families:
+        raise ValueError(f"a model family named {family.name!r} is registered already "
+                         f"({type(_families[family.name]).__qualname__})")
+    _families[family.name] = family
+    return family
 
 
-FAMILIES: dict[str, Family] = {
-    "munit": Family("munit", MunitConfig, _munit_generator, remap_munit, trainer.MunitTrainer, trainer.train,
-                    ("a", "b"), lambda c: (c.gen, c.input_dim_a, c.input_dim_b)),
-    "cyclegan": Family("cyclegan", CycleGanConfig, cyclegan.build_generator, remap_cyclegan,
-                       cyclegan_trainer.CycleGanTrainer, cyclegan_trainer.train, cyclegan.GENERATOR_KEYS,
-                       lambda c: (c.input_nc, c.output_nc, c.ngf, c.n_blocks, c.norm, c.use_dropout)),
-    "stargan": Family("stargan", StarGanConfig, stargan.build_generator, remap_stargan,
-                      stargan_trainer.StarGanTrainer, stargan_trainer.train, stargan.GENERATOR_KEYS,
-                      lambda c: (c.g_conv_dim, c.g_repeat_num, c.selected_attrs, c.selected_attrs_2)),
-}
+def families() -> dict[str, TrainingFamily]:
+    """By name: the order packages happen to be imported in must not reorder messages or choices."""
+    _discover()
+    return dict(sorted(_families.items()))
 
 
-def get_family(name: str) -> Family:
-    if name not in FAMILIES:
-        raise ConfigError(f"unknown model family {name!r}; expected one of {', '.join(FAMILIES)}")
-    return FAMILIES[name]
+def get_family(name: Any) -> TrainingFamily:
+    _discover()
+    if not isinstance(name, str) or name not in _families:
+        raise ConfigError(f"unknown model family {name!r}; expected one of {', '.join(families())}")
+    return _families[name]
+
+
+def default_family() -> TrainingFamily:
+    """The family of a config without a `family` key."""
+    for family in families().values():
+        if family.default_for_configs:
+            return family
+    raise ConfigError("a config without a 'family' key, and no family is the default; add 'family: NAME'")
+
+
+def family_for(data: dict[str, Any], source: str = "config") -> TrainingFamily:
+    """The family a config mapping names (`family` key), else the default family."""
+    if "family" not in data:
+        return default_family()
+    try:
+        return get_family(data["family"])
+    except ConfigError:
+        raise ConfigError(f"{source}: key 'family' is {data['family']!r}; expected one of "
+                          f"{', '.join(families())}") from None
+
+
+def family_of(config: Any) -> TrainingFamily:
+    """The family whose config class built `config`."""
+    for family in families().values():
+        if isinstance(config, family.config_class):
+            return family
+    raise ConfigError(f"a {type(config).__name__} is no model family's config")
 
 
 def load_generators(ckpt: Checkpoint) -> dict[str, nn.Module]:
-    """Build the checkpoint's generators from its config and load the weights strictly (eval mode).
+    """Build the checkpoint's generators from its config and load the weights strictly (eval mode), keyed as
+    the checkpoint's state dicts: {'a', 'b'} (MUNIT), {'G_A'[, 'G_B']} (CycleGAN), {'G'} (StarGAN)."""
+    from munit_rt.training.weights import load_state_dict_strict
 
-    Keys are the checkpoint's: {'a', 'b'} (MUNIT), {'G_A'[, 'G_B']} (CycleGAN), {'G'} (StarGAN).
-    """
-    if ckpt.family == "munit":
-        return load_munit_generators(ckpt)
     family = get_family(ckpt.family)
     if ckpt.config is None:
-        raise CheckpointError(f"{ckpt.path}: no config to build the {ckpt.family} generators from")
+        raise CheckpointError(f"{ckpt.path}: {ckpt.source_format} checkpoint without a config; pass the YAML it "
+                              "was trained with (--config CFG.yaml)")
     generators = {}
     for key, state in ckpt.state_dicts.items():
         generator = family.build_generator(ckpt.config, key)
         source = ckpt.meta.get("files", {}).get(key, str(ckpt.path))
         try:
-            load_state_dict_strict(generator, family.remap(state, generator), f"{source} [{key}]")
+            load_state_dict_strict(generator, family.remap(state, generator), f"{source} [{family.weight_label(key)}]")
         except CheckpointError as exc:
             if ckpt.meta.get("config_source") != "defaults":
                 raise

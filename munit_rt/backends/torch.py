@@ -67,6 +67,7 @@ class TorchBackend(Backend):
         except ImportError as exc:
             raise BackendUnavailable("torch", f"cannot import torch ({exc})", hint=INSTALL_HINT) from None
         from munit_rt.training.checkpoint import read_checkpoint
+        from munit_rt.training.config import config_from_dict
         from munit_rt.training.errors import TrainingError
         from munit_rt.training.registry import get_family, load_generators
 
@@ -77,8 +78,8 @@ class TorchBackend(Backend):
                               "checkpoint it was exported from (checkpoint=...)")
         try:
             family = get_family(self.bundle.family)
-            config = family.config_from_dict(dict(self.bundle.manifest.config),
-                                             source=f"{label} manifest.json config")
+            config = config_from_dict(dict(self.bundle.manifest.config), source="manifest.json config",
+                                      family=family.name)
             paths = self.checkpoints[0] if len(self.checkpoints) == 1 else list(self.checkpoints)
             ckpt = read_checkpoint(paths, config=config, trust=self._trust)
             expected = self.bundle.manifest.source.sha256

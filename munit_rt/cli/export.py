@@ -55,7 +55,7 @@ def command(checkpoints: tuple[Path, ...], config_path: Path | None, out_dir: Pa
     for module in ("torch", "onnx", "onnxscript") + (("onnxconverter_common",) if precision != "fp32" else ()):
         require(module, "export")
     from munit_rt.export import export_bundle
-    from munit_rt.export.bundle_writer import MANIFEST_NAME, format_summary
+    from munit_rt.export.writer import MANIFEST_NAME, format_summary
 
     source = checkpoints[0] if len(checkpoints) == 1 else list(checkpoints)
     bundle_dir = export_bundle(source, out_dir, config=config_path, precision=precision, opset=opset,

@@ -1,4 +1,5 @@
-"""`munit-rt train`: thin wrapper around `training.trainer.train` (torch is imported only when it runs)."""
+"""`munit-rt train`: thin wrapper around `training.engine.driver.train`, the one driver of every family (torch is
+imported only when it runs)."""
 from __future__ import annotations
 
 import click
@@ -38,20 +39,11 @@ def command(config_path, data_dir, out_dir, max_iter, resume, device, seed):
 
     require("torch", "train")
     require("yaml", "train")
-    from munit_rt.training.config import config_family
+    from munit_rt.training.engine.callbacks import TqdmProgress
+    from munit_rt.training.engine.distributed import env_world
+    from munit_rt.training.engine.driver import train
 
-    options = dict(max_iter=max_iter, resume=resume, device=device, seed=seed)
-    if config_family(config_path) == "munit":
-        from munit_rt.training.trainer import TqdmProgress, train
-
-        result = train(config_path, data_dir, out_dir, **options, callbacks=(TqdmProgress(),))
-    else:
-        from munit_rt.training.loop import FamilyProgress
-        from munit_rt.training.registry import get_family
-
-        family = get_family(config_family(config_path))
-        result = family.train(config_path, data_dir, out_dir, **options, callbacks=(FamilyProgress(),))
-    from munit_rt.training.distributed import env_world
-
+    result = train(config_path, data_dir, out_dir, max_iter=max_iter, seed=seed, resume=resume, device=device,
+                   callbacks=(TqdmProgress(),))
     if env_world()[0] == 0:  # under torchrun only rank 0 reports
         click.echo(f"Done: iteration {result.iteration}; snapshots in {result.run_dir / 'checkpoints'}")

@@ -1,4 +1,4 @@
-"""Building blocks shared by the model families.
+"""MUNIT's building blocks (config strings pick the padding, norm and activation).
 
 Attribute names (`conv`, `norm`, `activation`, `pad`, `fc`, `model`, `gamma`, `beta`) follow the
 official NVlabs/MUNIT code because they are the state-dict keys of published checkpoints.

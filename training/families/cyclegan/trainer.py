@@ -1,33 +1,28 @@
 """CycleGAN training with the upstream junyanz/pytorch-CycleGAN-and-pix2pix recipe (BSD licence; written
-anew here, not copied): `cycle_gan_model.py`, `util/image_pool.py`, `networks.get_scheduler`,
-`data/unaligned_dataset.py`.
+anew here, not copied): `cycle_gan_model.py`, `util/image_pool.py`, `networks.get_scheduler`.
 
 Per iteration: G_A (A -> B) and G_B (B -> A) minimise LSGAN + lambda * cycle L1 + lambda * lambda_identity *
 identity L1 with the discriminators frozen; then D_A (real B vs pooled fake B) and D_B (real A vs pooled
 fake A) minimise half the LSGAN loss each. LR: constant for n_epochs, then linearly to 0 over
 n_epochs_decay (LambdaLR, stepped once per epoch after its last iteration, so epoch n_epochs + k
-trains with 1 - k / (n_epochs_decay + 1)). The run folder is described in `training/loop.py`.
+trains with 1 - k / (n_epochs_decay + 1)). The driver (training/engine/driver.py) runs the loop; snapshots are
+cyclegan_%08d.pt, dis_%08d.pt and optimizer.pt (engine/snapshots.py).
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
-import random
-from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from munit_rt.training import distributed
-from munit_rt.training.config import CycleGanConfig, load_any_config
-from munit_rt.training.cyclegan import build_discriminator, build_generator, init_weights
-from munit_rt.training.data import EpochBatchSampler, IMAGE_EXTENSIONS, check_images_readable, find_images, per_step
-from munit_rt.training.driver import TrainResult, resolve_device
-from munit_rt.training.errors import DataError
-from munit_rt.training.loop import CyclingBatches, FamilyCallback, FamilyTrainer, check_run_dir, load_image, run, to_tensor
+from munit_rt.training.engine.batches import CyclingBatches, EpochBatchSampler
+from munit_rt.training.engine.driver import Job
+from munit_rt.training.engine.trainer import FamilyTrainer
+from munit_rt.training.families.cyclegan.config import NAME, CycleGanConfig
+from munit_rt.training.families.cyclegan.data import UnalignedDataset
+from munit_rt.training.families.cyclegan.model import build_discriminator, build_generator, init_weights
 
 
 class ImagePool:
@@ -77,7 +72,7 @@ def gan_loss(prediction: torch.Tensor, target_is_real: bool, mode: str) -> torch
 
 
 class CycleGanTrainer(FamilyTrainer):
-    family = "cyclegan"
+    family = NAME
 
     def __init__(self, config: CycleGanConfig, iters_per_epoch: int):
         super().__init__()
@@ -157,11 +152,12 @@ class CycleGanTrainer(FamilyTrainer):
             for p in net.parameters():
                 p.requires_grad_(flag)
 
-    def sample(self, display: dict) -> dict[str, list[torch.Tensor]]:
+    def sample_grids(self, display: dict, iteration: int, final: bool) -> dict[str, list[torch.Tensor]]:
+        """Per direction: the inputs, their translations, and the translations translated back."""
         real_A, real_B = display["A"], display["B"]
         fake_B, fake_A = self.netG_A(real_A), self.netG_B(real_B)
-        return {"cyclegan_a2b": [real_A, fake_B, self.netG_B(fake_B)],
-                "cyclegan_b2a": [real_B, fake_A, self.netG_A(fake_A)]}
+        return {f"cyclegan_a2b_{iteration:08d}": [real_A, fake_B, self.netG_B(fake_B)],
+                f"cyclegan_b2a_{iteration:08d}": [real_B, fake_A, self.netG_A(fake_A)]}
 
     def training_state(self) -> dict:
         return {"optimizer_G": self.optimizer_G.state_dict(), "optimizer_D": self.optimizer_D.state_dict(),
@@ -192,102 +188,15 @@ class CycleGanTrainer(FamilyTrainer):
         self.fake_B_pool.rng.manual_seed((seed + 2) % (1 << 63))
 
 
-# ------------------------------------------------------------------------------------------------ data
-
-class UnalignedDataset(Dataset):
-    """Item (index, epoch) -> (A[index % len A], a random B), each resized to load_size x load_size
-    (bicubic), randomly cropped to crop_size and flipped; the randomness follows (seed, epoch, index)."""
-
-    def __init__(self, paths_a: list[Path], paths_b: list[Path], config: CycleGanConfig, name: str):
-        self.paths = {"A": paths_a, "B": paths_b}
-        self.config, self.name = config, name
-        self.channels = {"A": config.input_nc, "B": config.output_nc}
-
-    def __len__(self) -> int:
-        return max(len(self.paths["A"]), len(self.paths["B"]))
-
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index, epoch = key
-        rng = random.Random(f"{self.config.seed}/{self.name}/{epoch}/{index}")
-        index_b = rng.randrange(len(self.paths["B"]))
-        return (self.load("A", index % len(self.paths["A"]), rng, self.config.flip),
-                self.load("B", index_b, rng, self.config.flip))
-
-    def load(self, domain: str, index: int, rng: random.Random | None, flip: bool) -> torch.Tensor:
-        cfg = self.config
-        img = load_image(self.paths[domain][index], self.channels[domain])
-        img = img.resize((cfg.load_size, cfg.load_size), Image.BICUBIC)
-        if rng is None:  # fixed display crop: the centre
-            top = left = (cfg.load_size - cfg.crop_size) // 2
-        else:
-            top, left = rng.randint(0, cfg.load_size - cfg.crop_size), rng.randint(0, cfg.load_size - cfg.crop_size)
-        img = img.crop((left, top, left + cfg.crop_size, top + cfg.crop_size))
-        if flip and rng is not None and rng.random() < 0.5:
-            img = img.transpose(Image.FLIP_LEFT_RIGHT)
-        return to_tensor(img)
-
-    def display(self, count: int) -> dict[str, torch.Tensor]:
-        return {d: torch.stack([self.load(d, i, None, False) for i in range(min(count, len(self.paths[d])))])
-                for d in ("A", "B")}
-
-
-def open_unaligned_data(config: CycleGanConfig, data_dir,
-                        world_size: int = 1) -> tuple[UnalignedDataset, UnalignedDataset]:
-    """(train, display) datasets from DATA/trainA, trainB (display: testA/testB when both exist)."""
-    root = data_dir if data_dir is not None else config.data_root
-    if root is None:
-        raise DataError("no training data: pass --data DIR (with trainA/ and trainB/) or set data_root")
-    found = {}
-    for split in ("train", "test"):
-        for domain in ("A", "B"):
-            folder = Path(root) / f"{split}{domain}"
-            if not folder.is_dir():
-                if split == "test":
-                    continue
-                raise DataError(f"{folder}: no such folder (expected the layout DATA/trainA, trainB, testA, testB)")
-            paths = find_images(folder)
-            if not paths:
-                raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}, searched recursively)")
-            check_images_readable(paths)
-            found[f"{split}{domain}"] = paths
-    train = UnalignedDataset(found["trainA"], found["trainB"], config, "train")
-    if len(train) < config.batch_size * world_size:
-        raise DataError(f"{root}: {len(train)} training images, fewer than batch_size {config.batch_size}"
-                        f"{per_step(world_size)}")
-    test = (UnalignedDataset(found["testA"], found["testB"], config, "test")
-            if {"testA", "testB"} <= set(found) else train)
-    return train, test
-
-
-# -------------------------------------------------------------------------------------------- entry
-
-def train(config_path: str | Path, data_dir: str | Path | None, out_dir: str | Path, *,
-          max_iter: int | None = None, resume: bool = False, device: str = "auto", seed: int | None = None,
-          callbacks: tuple[FamilyCallback, ...] = ()) -> TrainResult:
-    """Train CycleGAN into `out_dir`; `max_iter` stops early (the LR schedule still follows the epochs)."""
-    # Initialize: config, device, data and run folder are checked before anything is written
-    config = load_any_config(config_path, family="cyclegan")
-    overrides = {key: value for key, value in (("max_iter", max_iter), ("seed", seed)) if value is not None}
-    config = dataclasses.replace(config, **overrides)
-    dist, torch_device = distributed.setup(resolve_device(device))
-    try:
-        train_set, display_set = open_unaligned_data(config, data_dir, dist.world_size)
-        run_dir = Path(out_dir)
-        snapshot = dist.decide_on_main(lambda: check_run_dir(run_dir, "cyclegan", resume))
-        distributed.check_readable(dist, snapshot)
-
-        # Construct networks and the data stream (under torchrun: this rank's shard of each epoch)
-        torch.manual_seed(config.seed)
-        sampler = EpochBatchSampler(len(train_set), config.batch_size, config.seed, "cyclegan", dist.rank,
-                                    dist.world_size)
-        loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.num_workers,
-                            pin_memory=torch_device.type == "cuda",
-                            generator=torch.Generator().manual_seed(config.seed))
-        trainer = CycleGanTrainer(config, iters_per_epoch=len(sampler)).to(torch_device)
-        trainer.dist = dist
-        total = len(sampler) * (config.n_epochs + config.n_epochs_decay)
-        total = min(total, config.max_iter) if config.max_iter is not None else total
-        return run(trainer, CyclingBatches({"AB": loader}), display_set.display(config.display_size), run_dir,
-                   total_iters=total, snapshot=snapshot, callbacks=callbacks)
-    finally:
-        dist.shutdown()
+def build_job(config: CycleGanConfig, data: tuple[UnalignedDataset, UnalignedDataset], device: torch.device,
+              dist) -> Job:
+    """The trainer, this rank's shard of each epoch, and the display images; `max_iter` stops early (the LR
+    schedule still follows the epochs)."""
+    train_set, display_set = data
+    sampler = EpochBatchSampler(len(train_set), config.batch_size, config.seed, NAME, dist.rank, dist.world_size)
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.num_workers,
+                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
+    trainer = CycleGanTrainer(config, iters_per_epoch=len(sampler)).to(device)
+    total = len(sampler) * (config.n_epochs + config.n_epochs_decay)
+    total = min(total, config.max_iter) if config.max_iter is not None else total
+    return Job(trainer, CyclingBatches({"AB": loader}), display_set.display(config.display_size), total)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from munit_rt.training.config import StarGanConfig
+from munit_rt.training.families.stargan.config import GENERATOR_KEYS, StarGanConfig
 
 IMAGE_CHANNELS = 3  # upstream's generator and discriminator are RGB-only
 
@@ -107,9 +107,6 @@ class Discriminator(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ builders
-
-GENERATOR_KEYS = ("G",)
-
 
 def build_generator(config: StarGanConfig, key: str = "G") -> Generator:
     if key not in GENERATOR_KEYS:

@@ -1,6 +1,6 @@
 """Exact FLOP count of an ONNX graph at concrete input shapes.
 
-    from bench.flops import graph_flops
+    from munit_rt.export.flops import graph_flops
     count = graph_flops("bundle/fp32/decoder_b.onnx", {"content": (8, 256, 64, 64), "adain_params": (8, 4096)})
     count.total            # FLOPs (one multiply-add = 2 FLOPs)
     count.by_op            # {"Conv": ..., "Gemm": ...}

@@ -8,7 +8,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import StepLR
 
-from munit_rt.training.config import MunitConfig
+from munit_rt.training.families.munit.config import MunitConfig
 
 
 def weights_init(init_type: str = "gaussian") -> Callable[[nn.Module], None]:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from munit_rt.training.layers import Conv2dBlock
+from munit_rt.training.families.munit.layers import Conv2dBlock
 
 # 1D tap merges: output phase p of a nearest-x2 upsample followed by a 5-tap filter reads low-res rows
 # m-1, m, m+1 with these sums of the 5 taps (p=0: rows 2m-2..2m+2 are x[m-1] x[m-1] x[m] x[m] x[m+1]).

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from munit_rt.training.config import DisConfig, GenConfig
-from munit_rt.training.layers import MLP, AdaptiveInstanceNorm2d, Conv2dBlock, ResBlocks
+from munit_rt.training.families.munit.config import DisConfig, GenConfig, MunitConfig
+from munit_rt.training.families.munit.layers import MLP, AdaptiveInstanceNorm2d, Conv2dBlock, ResBlocks
 
 STYLE_ENCODER_DOWNSAMPLES = 4  # fixed in the official AdaINGen
 
@@ -132,6 +132,11 @@ class AdaINGen(nn.Module):
                 layout.append(AdainLayer(f"dec.{name}", c, offset, offset + c))
                 offset += 2 * c
         return layout
+
+
+def build_generator(config: MunitConfig, key: str) -> AdaINGen:
+    """The generator of domain `key` ("a" or "b")."""
+    return AdaINGen(config.input_dim(key), config.gen)
 
 
 class MsImageDis(nn.Module):

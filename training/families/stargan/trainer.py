@@ -13,25 +13,22 @@ classification losses use only the active dataset's slice of D's logits.
 LR: constant, then every lr_update_step iterations of the last num_iters_decay it drops by
 lr * lr_update_step / num_iters_decay, reaching 0 at num_iters. (Upstream subtracts lr / num_iters_decay per
 update, which lowers the LR by only 1/lr_update_step overall; we follow the paper's "linearly to 0".)
+
+The driver (training/engine/driver.py) runs the loop; snapshots are stargan_%08d.pt, dis_%08d.pt and optimizer.pt.
 """
 from __future__ import annotations
-
-import dataclasses
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from munit_rt.training import distributed
-from munit_rt.training.celeba import AttributeDataset, open_attribute_dataset
-from munit_rt.training.config import StarGanConfig, load_any_config
-from munit_rt.training.data import EpochBatchSampler, per_step
-from munit_rt.training.driver import TrainResult, resolve_device
-from munit_rt.training.errors import ConfigError, DataError
-from munit_rt.training.loop import CyclingBatches, FamilyCallback, FamilyTrainer, check_run_dir, run
-from munit_rt.training.stargan import build_discriminator, build_generator
+from munit_rt.training.engine.batches import CyclingBatches, EpochBatchSampler
+from munit_rt.training.engine.driver import Job
+from munit_rt.training.engine.trainer import FamilyTrainer
+from munit_rt.training.families.stargan.config import NAME, StarGanConfig
+from munit_rt.training.families.stargan.data import AttributeDataset
+from munit_rt.training.families.stargan.model import build_discriminator, build_generator
 
 
 def lr_factor(iterations_done: int, config: StarGanConfig) -> float:
@@ -57,7 +54,7 @@ def gradient_penalty(out_src: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor
 
 
 class StarGanTrainer(FamilyTrainer):
-    family = "stargan"
+    family = NAME
 
     def __init__(self, config: StarGanConfig):
         super().__init__()
@@ -136,7 +133,7 @@ class StarGanTrainer(FamilyTrainer):
             for group in optimizer.param_groups:
                 group["lr"] = base * factor
 
-    def sample(self, display: dict) -> dict[str, list[torch.Tensor]]:
+    def sample_grids(self, display: dict, iteration: int, final: bool) -> dict[str, list[torch.Tensor]]:
         """Per dataset: the inputs, then one row per attribute with that attribute flipped."""
         grids = {}
         for dataset in range(self.config.num_datasets):
@@ -146,7 +143,7 @@ class StarGanTrainer(FamilyTrainer):
                 target = labels.clone()
                 target[:, column] = 1 - target[:, column]
                 rows.append(self.G(images, self.generator_labels(target, dataset)))
-            grids[f"stargan_dataset{dataset + 1}"] = rows
+            grids[f"stargan_dataset{dataset + 1}_{iteration:08d}"] = rows
         return grids
 
     def training_state(self) -> dict:
@@ -157,63 +154,18 @@ class StarGanTrainer(FamilyTrainer):
         self.d_optimizer.load_state_dict(state["d_optimizer"])
 
 
-# ------------------------------------------------------------------------------------------------ data
-
-def open_datasets(config: StarGanConfig, data_dir,
-                  world_size: int = 1) -> list[tuple[AttributeDataset, AttributeDataset]]:
-    """(train, test) per attribute file; `data_dir` (--data) replaces the first dataset's image_dir."""
-    specs = [(data_dir if data_dir is not None else config.image_dir, config.attr_path, config.selected_attrs)]
-    if config.num_datasets == 2:
-        specs.append((config.image_dir_2 or specs[0][0], config.attr_path_2, config.selected_attrs_2))
-    datasets = []
-    for number, (image_dir, attr_path, selected) in enumerate(specs, start=1):
-        suffix = "" if number == 1 else "_2"
-        if image_dir is None or attr_path is None:
-            raise ConfigError(f"StarGAN dataset {number}: set image_dir{suffix} (or pass --data) and "
-                              f"attr_path{suffix} in the config")
-        train_set, test_set = open_attribute_dataset(
-            image_dir, attr_path, selected, crop_size=config.crop_size, image_size=config.image_size,
-            test_count=config.test_count, split_seed=config.split_seed, flip=config.flip, seed=config.seed,
-            name=f"dataset{number}")
-        if len(train_set) < config.batch_size * world_size:
-            raise DataError(f"{attr_path}: {len(train_set)} training images, fewer than batch_size {config.batch_size}"
-                            f"{per_step(world_size)}")
-        datasets.append((train_set, test_set))
-    return datasets
-
-
-# -------------------------------------------------------------------------------------------- entry
-
-def train(config_path: str | Path, data_dir: str | Path | None, out_dir: str | Path, *,
-          max_iter: int | None = None, resume: bool = False, device: str = "auto", seed: int | None = None,
-          callbacks: tuple[FamilyCallback, ...] = ()) -> TrainResult:
-    """Train StarGAN into `out_dir`; `max_iter` stops early (the LR schedule still follows num_iters)."""
-    # Initialize: config, device, data and run folder are checked before anything is written
-    config = load_any_config(config_path, family="stargan")
-    overrides = {key: value for key, value in (("max_iter", max_iter), ("seed", seed)) if value is not None}
-    config = dataclasses.replace(config, **overrides)
-    dist, torch_device = distributed.setup(resolve_device(device))
-    try:
-        datasets = open_datasets(config, data_dir, dist.world_size)
-        run_dir = Path(out_dir)
-        snapshot = dist.decide_on_main(lambda: check_run_dir(run_dir, "stargan", resume))
-        distributed.check_readable(dist, snapshot)
-
-        # Construct networks and the data streams (one per dataset, each cycling on its own; under torchrun
-        # this rank's shard of each epoch)
-        torch.manual_seed(config.seed)
-        loaders, display = {}, {}
-        for number, (train_set, test_set) in enumerate(datasets, start=1):
-            sampler = EpochBatchSampler(len(train_set), config.batch_size, config.seed, f"dataset{number}", dist.rank,
-                                        dist.world_size)
-            loaders[f"dataset{number}"] = DataLoader(
-                train_set, batch_sampler=sampler, num_workers=config.num_workers,
-                pin_memory=torch_device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
-            display[f"dataset{number}"] = (test_set if len(test_set) else train_set).display(config.display_size)
-        trainer = StarGanTrainer(config).to(torch_device)
-        trainer.dist = dist
-        total = min(config.num_iters, config.max_iter) if config.max_iter is not None else config.num_iters
-        return run(trainer, CyclingBatches(loaders), display, run_dir, total_iters=total, snapshot=snapshot,
-                   callbacks=callbacks)
-    finally:
-        dist.shutdown()
+def build_job(config: StarGanConfig, datasets: list[tuple[AttributeDataset, AttributeDataset]],
+              device: torch.device, dist) -> Job:
+    """The trainer, one batch stream per dataset (each cycling on its own; under torchrun this rank's shard of
+    each epoch) and the display images; `max_iter` stops early (the LR schedule still follows num_iters)."""
+    loaders, display = {}, {}
+    for number, (train_set, test_set) in enumerate(datasets, start=1):
+        sampler = EpochBatchSampler(len(train_set), config.batch_size, config.seed, f"dataset{number}", dist.rank,
+                                    dist.world_size)
+        loaders[f"dataset{number}"] = DataLoader(
+            train_set, batch_sampler=sampler, num_workers=config.num_workers,
+            pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
+        display[f"dataset{number}"] = (test_set if len(test_set) else train_set).display(config.display_size)
+    trainer = StarGanTrainer(config).to(device)
+    total = min(config.num_iters, config.max_iter) if config.max_iter is not None else config.num_iters
+    return Job(trainer, CyclingBatches(loaders), display, total)

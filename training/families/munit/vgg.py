@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from munit_rt.training.errors import ConfigError
+from munit_rt.training.checkpoint import torch_load
+from munit_rt.training.errors import CheckpointError, ConfigError
 
 # channels per conv layer; "M" = 2x2 max pool (torchvision `cfgs["D"]`, cut after relu5_3)
 _VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
@@ -64,9 +65,6 @@ class Vgg16Relu53(nn.Module):
 
 def load_vgg16(path: str | Path | None) -> Vgg16Relu53:
     """Build the frozen, eval-mode feature extractor from a local weights file (see module docstring)."""
-    from munit_rt.training.checkpoint import torch_load
-    from munit_rt.training.errors import CheckpointError
-
     if not path:
         raise ConfigError("vgg_w > 0 needs 'vgg_model_path': a local VGG16 state dict (never downloaded)")
     path = Path(path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from munit_rt.training.config import MunitConfig
+from munit_rt.training.families.munit.config import MunitConfig
 
 
 def recon_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

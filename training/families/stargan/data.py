@@ -8,8 +8,8 @@
 
 Labels are the `selected_attrs` columns as floats, 1.0 where the file says 1 and 0.0 otherwise. The lines
 are shuffled with `split_seed` (upstream: 1234; null keeps the file order) and the last `test_count`
-are held out as the test split. Each image: horizontal flip (training only), center crop to
-`crop_size`, resize to `image_size` (bilinear), [-1, 1].
+are held out as the test split. Each image: horizontal flip (training only), then the family's preprocessing
+(center crop to `crop_size`, resize to `image_size`, bilinear: the description the bundle records), [-1, 1].
 """
 from __future__ import annotations
 
@@ -21,9 +21,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from munit_rt.training.data import check_images_readable
-from munit_rt.training.errors import DataError
-from munit_rt.training.loop import load_image, to_tensor
+from munit_rt.preprocess import Preprocess, resize
+from munit_rt.training.data import check_images_readable, load_image, per_step, to_tensor
+from munit_rt.training.errors import ConfigError, DataError
+from munit_rt.training.families.stargan.config import StarGanConfig
+from munit_rt.training.families.stargan.model import IMAGE_CHANNELS
+from munit_rt.training.graphs import GENERATOR_MULTIPLE
 
 
 @dataclass(frozen=True)
@@ -81,23 +84,20 @@ def split_entries(entries: list, test_count: int, split_seed: int | None) -> tup
     return entries[:cut], entries[cut:]
 
 
-def center_crop_resize(img: Image.Image, crop_size: int, image_size: int, source: Path) -> Image.Image:
-    """torchvision CenterCrop(crop_size) then Resize(image_size) (bilinear) for an image at least crop_size."""
-    if img.width < crop_size or img.height < crop_size:
-        raise DataError(f"{source}: {img.width}x{img.height} is smaller than crop_size {crop_size}")
-    top, left = int(round((img.height - crop_size) / 2.0)), int(round((img.width - crop_size) / 2.0))
-    img = img.crop((left, top, left + crop_size, top + crop_size))
-    return img if crop_size == image_size else img.resize((image_size, image_size), Image.BILINEAR)
+def preprocess(config: StarGanConfig) -> Preprocess:
+    """Upstream and the loader here: center crop crop_size x crop_size, then resize to image_size (bilinear)."""
+    return Preprocess(resize="square", size=config.image_size, resample="bilinear", multiple=GENERATOR_MULTIPLE,
+                      crop_size=config.crop_size, mean=(0.5,) * IMAGE_CHANNELS, std=(0.5,) * IMAGE_CHANNELS)
 
 
 class AttributeDataset(Dataset):
     """Item (index, epoch) -> (image [3, S, S], labels [k]); the flip follows (seed, name, epoch, index)."""
 
-    def __init__(self, image_dir: Path, entries: list[tuple[str, list[float]]], crop_size: int, image_size: int,
-                 flip: bool, seed: int, name: str):
+    def __init__(self, image_dir: Path, entries: list[tuple[str, list[float]]], prep: Preprocess, flip: bool,
+                 seed: int, name: str):
         self.paths = [image_dir / image for image, _ in entries]
         self.labels = torch.tensor([labels for _, labels in entries], dtype=torch.float32)
-        self.crop_size, self.image_size, self.flip, self.seed, self.name = crop_size, image_size, flip, seed, name
+        self.prep, self.flip, self.seed, self.name = prep, flip, seed, name
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -108,10 +108,13 @@ class AttributeDataset(Dataset):
         return self.load(index, flip), self.labels[index]
 
     def load(self, index: int, flip: bool = False) -> torch.Tensor:
-        img = load_image(self.paths[index], 3)
+        img = load_image(self.paths[index], IMAGE_CHANNELS)
+        if img.width < self.prep.crop_size or img.height < self.prep.crop_size:  # upstream crops, never pads
+            raise DataError(f"{self.paths[index]}: {img.width}x{img.height} is smaller than crop_size "
+                            f"{self.prep.crop_size}")
         if flip:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
-        return to_tensor(center_crop_resize(img, self.crop_size, self.image_size, self.paths[index]))
+        return to_tensor(resize(img, self.prep))
 
     def display(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         count = min(count, len(self))
@@ -119,8 +122,8 @@ class AttributeDataset(Dataset):
 
 
 def open_attribute_dataset(image_dir: str | Path, attr_path: str | Path, selected: tuple[str, ...], *,
-                           crop_size: int, image_size: int, test_count: int, split_seed: int | None, flip: bool,
-                           seed: int, name: str) -> tuple[AttributeDataset, AttributeDataset]:
+                           prep: Preprocess, test_count: int, split_seed: int | None, flip: bool, seed: int,
+                           name: str) -> tuple[AttributeDataset, AttributeDataset]:
     """(train, test) for one attribute file; every training image's header is checked up front."""
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
@@ -133,5 +136,27 @@ def open_attribute_dataset(image_dir: str | Path, attr_path: str | Path, selecte
                         f"({len(missing)} missing)")
     check_images_readable([image_dir / image for image, _ in train_entries])
     make = lambda entries, split, augment: AttributeDataset(  # noqa: E731
-        image_dir, entries, crop_size, image_size, augment, seed, f"{name}/{split}")
+        image_dir, entries, prep, augment, seed, f"{name}/{split}")
     return make(train_entries, "train", flip), make(test_entries, "test", False)
+
+
+def open_datasets(config: StarGanConfig, data_dir,
+                  world_size: int = 1) -> list[tuple[AttributeDataset, AttributeDataset]]:
+    """(train, test) per attribute file; `data_dir` (--data) replaces the first dataset's image_dir."""
+    specs = [(data_dir if data_dir is not None else config.image_dir, config.attr_path, config.selected_attrs)]
+    if config.num_datasets == 2:
+        specs.append((config.image_dir_2 or specs[0][0], config.attr_path_2, config.selected_attrs_2))
+    datasets = []
+    for number, (image_dir, attr_path, selected) in enumerate(specs, start=1):
+        suffix = "" if number == 1 else "_2"
+        if image_dir is None or attr_path is None:
+            raise ConfigError(f"StarGAN dataset {number}: set image_dir{suffix} (or pass --data) and "
+                              f"attr_path{suffix} in the config")
+        train_set, test_set = open_attribute_dataset(
+            image_dir, attr_path, selected, prep=preprocess(config), test_count=config.test_count,
+            split_seed=config.split_seed, flip=config.flip, seed=config.seed, name=f"dataset{number}")
+        if len(train_set) < config.batch_size * world_size:
+            raise DataError(f"{attr_path}: {len(train_set)} training images, fewer than batch_size {config.batch_size}"
+                            f"{per_step(world_size)}")
+        datasets.append((train_set, test_set))
+    return datasets

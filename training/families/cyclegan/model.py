@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import init
 
-from munit_rt.training.config import CycleGanConfig
+from munit_rt.training.families.cyclegan.config import GENERATOR_KEYS, CycleGanConfig
 
 N_DOWNSAMPLING = 2  # fixed in upstream's ResnetGenerator
 
@@ -145,14 +145,15 @@ def init_weights(module: nn.Module, init_type: str = "normal", gain: float = 0.0
 
 # ------------------------------------------------------------------------------------------ builders
 
-GENERATOR_KEYS = ("G_A", "G_B")  # G_A translates A -> B, G_B translates B -> A (upstream names)
+def generator_channels(config: CycleGanConfig, key: str) -> tuple[int, int]:
+    """(input, output) channels of G_A (A -> B) or G_B (B -> A)."""
+    return (config.input_nc, config.output_nc) if key == "G_A" else (config.output_nc, config.input_nc)
 
 
 def build_generator(config: CycleGanConfig, key: str = "G_A") -> ResnetGenerator:
     if key not in GENERATOR_KEYS:
         raise ValueError(f"unknown CycleGAN generator {key!r}; expected one of {GENERATOR_KEYS}")
-    channels_in, channels_out = ((config.input_nc, config.output_nc) if key == "G_A"
-                                 else (config.output_nc, config.input_nc))
+    channels_in, channels_out = generator_channels(config, key)
     return ResnetGenerator(channels_in, channels_out, config.ngf, config.norm, config.use_dropout,
                            config.n_blocks)
 

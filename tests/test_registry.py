@@ -1,0 +1,60 @@
+"""The training-side family registry: discovery of the family packages, one family per name, the default family of
+configs without a `family` key, and the layer rule that listing families needs no torch."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_config_dict  # noqa: E402
+from munit_rt.training import registry
+from munit_rt.training.config import config_from_dict
+from munit_rt.training.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_discovery_finds_exactly_the_three_family_packages_without_torch():
+    """In a fresh interpreter: the first lookup imports every package under training/families/, nothing else
+    registers, and no family imports torch just to be listed."""
+    script = "; ".join(["import json, sys", "from munit_rt.training.registry import families", "found = families()",
+                        "titles = sorted(f.title for f in found.values())",
+                        "print(json.dumps([sorted(found), titles, 'torch' in sys.modules]))"])
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    names, titles, torch_imported = json.loads(result.stdout)
+    report = {"names": names, "titles": titles, "torch": torch_imported}
+    assert report == {"names": ["cyclegan", "munit", "stargan"], "titles": ["CycleGAN", "MUNIT", "StarGAN"],
+                      "torch": False}
+
+
+def test_a_second_family_of_a_name_is_refused(monkeypatch):
+    monkeypatch.setattr(registry, "_families", dict(registry.families()))  # this test's registrations stay here
+    munit = registry.get_family("munit")
+    with pytest.raises(ValueError, match="'munit' is registered already"):
+        registry.register(type(munit)())
+    assert registry.get_family("munit") is munit
+
+    class Toy(type(munit)):  # a fourth family, registered from a test module alone
+        name = "toy"
+        default_for_configs = False
+
+    toy = registry.register(Toy())
+    assert registry.get_family("toy") is toy and registry.families()["toy"] is toy
+    with pytest.raises(ValueError, match="'toy' is registered already"):
+        registry.register(Toy())
+
+
+def test_configs_without_a_family_key_are_the_default_family():
+    defaults = [family for family in registry.families().values() if family.default_for_configs]
+    assert [family.name for family in defaults] == ["munit"]  # official MUNIT YAMLs carry no `family` key
+    config = config_from_dict(tiny_config_dict())
+    assert registry.family_of(config) is registry.get_family("munit")
+    assert registry.family_for({"family": "stargan"}) is registry.get_family("stargan")
+    with pytest.raises(ConfigError, match=r"cfg.yaml: key 'family' is 'pix2pix'; expected one of cyclegan, munit, "):
+        config_from_dict({"family": "pix2pix"}, source="cfg.yaml")
+    with pytest.raises(ConfigError, match="unknown model family 'pix2pix'"):
+        registry.get_family("pix2pix")

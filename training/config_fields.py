@@ -1,0 +1,75 @@
+"""The field machinery every family's config is built with: frozen dataclasses with the upstream key names,
+each key checked on its own (munit_rt.training.config picks the family and reads YAML).
+
+Unknown keys and bad values are refused with a `ConfigError` naming the file and the key, because a typo in a
+training config otherwise silently trains the wrong model for a day.
+
+    key(default, **checks)            a field and its checks: type (optional ints, name lists), choices (expect:
+                                      how to say them), min, positive, nullable
+    build_config(cls, data, source)   the dataclass, every key checked; nested dataclasses by prefix (gen.dim)
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import field, fields
+from typing import Any
+
+from munit_rt.training.errors import ConfigError
+
+
+def key(default: Any, **checks: Any) -> Any:
+    """A config field with its checks as metadata (see the module docstring)."""
+    return field(default=default, metadata=checks)
+
+
+def build_config(cls: type, data: Any, source: str, prefix: str = ""):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping")
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for name, value in data.items():
+        path = f"{prefix}{name}"
+        if name not in known:
+            raise ConfigError(f"{source}: unknown key '{path}' (known: {', '.join(sorted(known))})")
+        kwargs[name] = _check_value(known[name], value, path, source)
+    return cls(**kwargs)
+
+
+def _check_value(f: dataclasses.Field, value: Any, path: str, source: str) -> Any:
+    nested = f.default_factory
+    if isinstance(nested, type) and dataclasses.is_dataclass(nested):  # MUNIT's gen: and dis: sections
+        return build_config(nested, value, source, prefix=f"{path}.")
+    default = f.default if f.default is not dataclasses.MISSING else None
+    if value is None and (default is None or f.metadata.get("nullable")):
+        return None
+    expected = f.metadata.get("type") or (type(default) if default is not None else str)
+    if expected in (bool, tuple):
+        return _check_bool_or_names(expected, value, path, source)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, expected):
+        raise ConfigError(f"{source}: key '{path}' must be {expected.__name__}, got {value!r}")
+    if "choices" in f.metadata and value not in f.metadata["choices"]:
+        if "expect" in f.metadata:
+            raise ConfigError(f"{source}: key '{path}' must be {f.metadata['expect']}, got {value!r}")
+        choices = ", ".join(map(str, f.metadata["choices"]))
+        raise ConfigError(f"{source}: key '{path}' is {value!r}; expected one of {choices}")
+    if f.metadata.get("positive") and value <= 0:
+        raise ConfigError(f"{source}: key '{path}' must be > 0, got {value!r}")
+    if "min" in f.metadata and value < f.metadata["min"]:
+        raise ConfigError(f"{source}: key '{path}' must be >= {f.metadata['min']}, got {value!r}")
+    return value
+
+
+def _check_bool_or_names(expected: type, value: Any, path: str, source: str) -> Any:
+    """Booleans, and lists of names (YAML lists, stored as tuples so configs stay frozen)."""
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: key '{path}' must be true or false, got {value!r}")
+        return value
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{source}: key '{path}' must be a list of names, got {value!r}")
+    duplicates = sorted({item for item in value if list(value).count(item) > 1})
+    if duplicates:
+        raise ConfigError(f"{source}: key '{path}' names {', '.join(duplicates)} more than once")
+    return tuple(value)
