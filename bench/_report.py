@@ -1,97 +1,105 @@
-"""Derived numbers (ratios, roofline shares, targets) and the outputs of bench/throughput.py: Markdown, PNG.
+"""bench/throughput.py's derived numbers (ratios, roof shares, targets) and outputs (JSON, Markdown, PNG).
 
-Targets are evaluated and printed as met / not met / not measured; nothing here asserts a speed. The stages
-are the family's (meta["stages"]): encode, decode, job (MUNIT) or generate, job (CycleGAN, StarGAN); the
-"core" stage the job is compared with is the decoder or the generator, and stages a family lacks are n/a.
+Targets are evaluated and printed as met / not met / not measured; nothing here asserts a speed. The job's
+"main graph" is the graph its recorded calls spent most FLOPs in; the job is compared with that graph alone.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 BASELINE = "torch-eager-fp32"
-STAGES = ("encode", "decode", "job")  # MUNIT's; results["meta"]["stages"] holds the run's
-CORE_NAMES = {"decode": ("decoder", "translate job"), "generate": ("generator", "generate job")}
-TARGET_SPEEDUP = 3.0        # TensorRT FP16 >= 3x PyTorch eager FP32 (job, batch 32, 256x256)
-TARGET_JOB_SHARE = 0.80     # the whole translate job >= 80% of the decoder-only images/s
-TARGET_BATCH, TARGET_SIZE = 32, 256
-
-
-def stages_of(results: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(results.get("meta", {}).get("stages") or STAGES)
-
-
-def core_stage(results: dict[str, Any]) -> str:
-    """The last stage before the job: "decode" (MUNIT) or "generate"."""
-    return stages_of(results)[-2]
+TARGET_CONFIG, TARGET_SPEEDUP, TARGET_JOB_SHARE, TARGET_BATCH, TARGET_SIZE = "tensorrt-fp16", 3.0, 0.80, 32, 256
+TIMING = ("each sample one call between two synchronisations (perf_counter); warm-up calls first; input sets "
+          "rotated; median of the samples, up to --repeats or until --budget-s seconds")
 
 
 def roof_key(row: dict[str, Any]) -> str:
-    return "cpu_fp32" if row["device"] == "cpu" else f"cuda_{row['precision']}"
+    return "cpu_fp32" if row["device"].startswith("cpu") else "cuda_" + row.get("precision", "fp32")
+
+
+def main_graph(results: dict[str, Any]) -> str | None:
+    return next((r["job"]["main_graph"] for r in results["results"] if "job" in r), None)
 
 
 def add_derived(results: dict[str, Any]) -> None:
-    """Ratios against PyTorch eager FP32 at the same batch, shares of the matmul roof, job/core-stage share."""
+    """Ratios against PyTorch eager FP32 at the same batch, shares of the matmul roof, job / main graph."""
     rows = [r for r in results["results"] if "error" not in r]
-    baseline = {r["batch"]: r for r in rows if r["backend"] == BASELINE}
-    core = core_stage(results)
+    baseline = {r["batch"]: r for r in rows if r["config"] == BASELINE}
+    main = main_graph(results)
     for row in rows:
+        row["precision"] = results["configs"][row["config"]]["precision"]
         roof = results["roofs"].get(roof_key(row))
-        for stage in stages_of(results):
-            entry = row[stage]
-            if roof and "gflops" in entry:
+        base = baseline.get(row["batch"])
+        for name, entry in [("job", row["job"]), *row["graphs"].items()]:
+            if roof:
                 entry["roof_share"] = entry["gflops"] / roof["gflops"]
-            base = baseline.get(row["batch"])
-            if base is not None:
-                entry["x_eager_fp32"] = entry["images_per_s"] / base[stage]["images_per_s"]
-        row[f"job_share_of_{core}"] = row["job"]["images_per_s"] / row[core]["images_per_s"]
-    results["targets"] = evaluate_targets(results)
+            reference = base and (base["job"] if name == "job" else base["graphs"].get(name))
+            if reference:
+                entry["x_eager_fp32"] = entry["images_per_s"] / reference["images_per_s"]
+        if main in row["graphs"]:
+            row["job_share_of_main"] = row["job"]["images_per_s"] / row["graphs"][main]["images_per_s"]
+    results["targets"] = targets(results)
 
 
-def _find(results: dict[str, Any], backend: str, batch: int) -> dict[str, Any] | None:
-    return next((r for r in results["results"] if r["backend"] == backend and r["batch"] == batch
+def _find(results: dict[str, Any], config: str) -> dict[str, Any] | None:
+    return next((r for r in results["results"] if r["config"] == config and r["batch"] == TARGET_BATCH
                  and "error" not in r), None)
 
 
-def _why_missing(results: dict[str, Any], backend: str, batch: int) -> str:
-    for skipped in results["skipped"]:
-        if skipped["backend"] == backend:
-            return f"{skipped['label']} skipped: {skipped['reason']}"
-    failed = next((r for r in results["results"] if r["backend"] == backend and "error" in r), None)
-    if failed is not None:
-        return f"{backend} failed at batch {failed['batch']}: {failed['error']}"
+def _missing(results: dict[str, Any], config: str) -> str:
     if results["settings"]["size"] != TARGET_SIZE:
-        return f"measured at {results['settings']['size']}x{results['settings']['size']}, not {TARGET_SIZE}x{TARGET_SIZE}"
-    return f"{backend} not measured at batch {batch} (batches {results['settings']['batches']})"
+        size = results["settings"]["size"]
+        return f"measured at {size}x{size}, not {TARGET_SIZE}x{TARGET_SIZE}"
+    for skipped in results["skipped"]:
+        if skipped["config"] == config:
+            return f"{skipped['label']} skipped: {skipped['reason']}"
+    failed = next((r for r in results["results"] if r["config"] == config and "error" in r), None)
+    return (f"{config} failed at batch {failed['batch']}: {failed['error']}" if failed else
+            f"{config} not measured at batch {TARGET_BATCH}")
 
 
-def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     size_ok = results["settings"]["size"] == TARGET_SIZE
-    core = core_stage(results)
-    core_name, job_name = CORE_NAMES[core]
-    trt, eager = _find(results, "tensorrt-fp16", TARGET_BATCH), _find(results, BASELINE, TARGET_BATCH)
-    speedup = {"name": f"TensorRT FP16 >= {TARGET_SPEEDUP:g}x PyTorch eager FP32 ({job_name} images/s, batch "
-                       f"{TARGET_BATCH}, {TARGET_SIZE}x{TARGET_SIZE})", "threshold": TARGET_SPEEDUP}
-    if size_ok and trt and eager:
-        value = trt["job"]["images_per_s"] / eager["job"]["images_per_s"]
-        speedup.update(value=value, status="met" if value >= TARGET_SPEEDUP else "not met",
-                       detail=f"{value:.2f}x ({core} {trt[core]['images_per_s'] / eager[core]['images_per_s']:.2f}x)")
+    fast, eager = _find(results, TARGET_CONFIG), _find(results, BASELINE)
+    where = f"batch {TARGET_BATCH}, {TARGET_SIZE}x{TARGET_SIZE}"
+    speedup = {"name": f"{TARGET_CONFIG} >= {TARGET_SPEEDUP:g}x {BASELINE} (translate job images/s, {where})",
+               "threshold": TARGET_SPEEDUP, "value": None, "status": "not measured"}
+    if size_ok and fast and eager:
+        value = fast["job"]["images_per_s"] / eager["job"]["images_per_s"]
+        speedup.update(value=value, status="met" if value >= TARGET_SPEEDUP else "not met", detail=f"{value:.2f}x")
     else:
-        missing = [_why_missing(results, key, TARGET_BATCH) for key, row in (("tensorrt-fp16", trt), (BASELINE, eager))
-                   if row is None or not size_ok]
-        speedup.update(value=None, status="not measured", detail="; ".join(dict.fromkeys(missing)))
-
-    share = {"name": f"{job_name} >= {TARGET_JOB_SHARE:.0%} of the {core_name}-only images/s (TensorRT FP16, "
-                     f"batch {TARGET_BATCH}, {TARGET_SIZE}x{TARGET_SIZE})", "threshold": TARGET_JOB_SHARE}
-    if size_ok and trt:
-        value = trt[f"job_share_of_{core}"]
+        missing = [_missing(results, c) for c, row in ((TARGET_CONFIG, fast), (BASELINE, eager))
+                   if not size_ok or not row]
+        speedup["detail"] = "; ".join(dict.fromkeys(missing))
+    main = main_graph(results) or "its main graph"
+    share = {"name": f"translate job >= {TARGET_JOB_SHARE:.0%} of the images/s of {main} alone ({TARGET_CONFIG}, "
+                     f"{where})", "threshold": TARGET_JOB_SHARE, "value": None, "status": "not measured"}
+    if size_ok and fast and "job_share_of_main" in fast:
+        value = fast["job_share_of_main"]
         share.update(value=value, status="met" if value >= TARGET_JOB_SHARE else "not met", detail=f"{value:.0%}")
     else:
-        share.update(value=None, status="not measured", detail=_why_missing(results, "tensorrt-fp16", TARGET_BATCH))
-    others = [f"{r['backend']} b{r['batch']} {r[f'job_share_of_{core}']:.0%}" for r in results["results"]
-              if "error" not in r]
-    share["all_backends"] = "; ".join(others)
+        share["detail"] = _missing(results, TARGET_CONFIG) if not (size_ok and fast) else f"{main} was not timed"
     return [speedup, share]
+
+
+def merge(paths: list[Path], order: list[str]) -> dict[str, Any]:
+    """Runs of one bundle and settings: configurations, rows and skips combined, each roof's highest kept. Errors
+    stay as measured (against the reference of the run that measured them)."""
+    runs = [json.loads(path.read_text(encoding="utf-8")) for path in paths]
+    merged = {**runs[0], "configs": {}, "results": [], "roofs": {}}
+    for run in runs:
+        merged["configs"].update(run["configs"])
+        merged["results"] += run["results"]
+        for key, roof in run["roofs"].items():
+            if roof["gflops"] > merged["roofs"].get(key, {"gflops": 0.0})["gflops"]:
+                merged["roofs"][key] = roof
+    merged["skipped"] = list({s["config"]: s for run in runs for s in run["skipped"]
+                              if s["config"] not in merged["configs"]}.values())
+    merged["results"].sort(key=lambda r: (order.index(r["config"]) if r["config"] in order else len(order), r["batch"]))
+    add_derived(merged)
+    return merged
 
 
 # ------------------------------------------------------------------------------------------------ output
@@ -105,121 +113,108 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
-def _parity_cell(row: dict[str, Any]) -> str:
-    if row.get("parity_reference"):
-        return "reference"
-    if row.get("parity_rel_err") is None:
-        return ""  # checked at the smallest batch only
-    return f"{row['parity_rel_err']:.1e}" + (" NaN!" if row.get("parity_nan") else "")
+def _error_cells(job: dict[str, Any]) -> str:
+    if job.get("reference"):
+        return "reference | reference"
+    if "rel_err" not in job:
+        return "n/a | n/a"
+    psnr = "inf" if job["psnr_db"] is None else f"{job['psnr_db']:.1f}"
+    return f"{job['rel_err']:.1e} | {psnr}"
 
 
-def _rate(entry: Any) -> str:
-    return _fmt(entry["images_per_s"], 2) if isinstance(entry, dict) else "n/a"
+def progress(row: dict[str, Any]) -> None:
+    if "error" in row:
+        print(f"{row['config']} batch {row['batch']}: failed: {row['error']}", flush=True)
+        return
+    graphs = ", ".join(f"{g} {e['images_per_s']:.2f}" for g, e in row["graphs"].items())
+    print(f"{row['config']} batch {row['batch']}: job {row['job']['images_per_s']:.2f} img/s; alone: {graphs}",
+          flush=True)
 
 
 def markdown(results: dict[str, Any]) -> str:
-    s, meta = results["settings"], results["meta"]
-    core = core_stage(results)
-    generator = core == "generate"
-    what = (f"{meta['model']}" + (f", {meta['direction']}" if meta.get("direction") else "")
-            + (f", label {meta['label']['attribute']}" if meta.get("label") else "")) if generator else \
-        f"{s['styles']} styles, {meta['model']}"
-    columns = (["backend", "batch", "encode img/s", "decode img/s"] + (["generate img/s"] if generator else [])
-               + ["job img/s", f"{core} p50 / p95 ms", "job p50 / p95 ms", f"{core} GFLOP/s", "% of matmul roof",
-                  "job x eager", f"job / {core}", "peak MiB", "build s", "parity rel err"])
-    lines = [f"## munit-rt throughput: {s['size']}x{s['size']}, {what}",
-             "",
-             f"Machine: {meta['machine']}; load average {meta['load_before']} before, {meta['load_after']} after "
-             f"(other processes share the CPU when it exceeds the core count). Timing: {meta['timing']}.",
-             "",
-             "| " + " | ".join(columns) + " |",
-             "|---|" + "---:|" * (len(columns) - 1)]
-    backends = results["backends"]
+    s, meta, configs = results["settings"], results["meta"], results["configs"]
+    main = main_graph(results) or "main graph"
+    m = meta["machine"]
+    columns = ["config", "batch", "job img/s", "job p50 / p95 ms", "job x eager", f"{main} img/s", f"job / {main}",
+               f"{main} GFLOP/s", "% of roof", "peak MiB", "build s", "job rel err", "job PSNR dB"]
+    lines = [f"## munit-rt throughput: {meta['model']}, {s['size']}x{s['size']}", "",
+             f"Machine: {m['cpu']}, {m['physical_cores']} physical cores" + (f", {m['gpu']}" if "gpu" in m else "")
+             + f"; load average {results['load_average']['before']} before, {results['load_average']['after']} "
+             f"after. Timing: {meta['timing']}.", "",
+             "| " + " | ".join(columns) + " |", "|---|" + "---:|" * (len(columns) - 1)]
     for row in results["results"]:
         if "error" in row:
             filler = " |" * (len(columns) - 3)
-            lines.append(f"| {row['backend']} | {row['batch']} | failed: {row['error'][:80]} |{filler}")
+            lines.append(f"| {row['config']} | {row['batch']} | failed: {row['error'][:100]} |{filler}")
             continue
-        main, job = row[core], row["job"]
-        peak = row["memory"]["peak_bytes"]
-        info = backends[row["backend"]]
-        build = _fmt(info.get("build_s")) if info.get("build_s") is not None else (
-            "cached" if "cache" in info.get("build_note", "") else "n/a")
-        rates = " | ".join(_rate(row.get(stage, "n/a")) for stage in ("encode", "decode", "generate", "job")
-                           if generator or stage != "generate")
+        job, alone, peak = row["job"], row["graphs"].get(main, {}), row["memory"]["peak_bytes"]
         lines.append(
-            f"| {row['backend']} | {row['batch']} | {rates} | {_fmt(main['p50_ms'])} / {_fmt(main['p95_ms'])} "
-            f"| {_fmt(job['p50_ms'])} / {_fmt(job['p95_ms'])} | {_fmt(main.get('gflops'))} "
-            f"| {_fmt(100 * main['roof_share'] if 'roof_share' in main else None, 0)} "
-            f"| {_fmt(job.get('x_eager_fp32'), 2)} | {_fmt(row[f'job_share_of_{core}'], 2)} "
-            f"| {_fmt(peak / 2**20 if peak is not None else None, 0)} | {build} "
-            f"| {_parity_cell(row)} |")
-    core_name = CORE_NAMES[core][0]
-    lines += ["", f"Parity: relative L2 error of the {core_name} output against the reference at the smallest batch."]
-    if generator:
-        label = meta.get("label")
-        lines += ["Images/s count output images; encode and decode are MUNIT's stages (n/a here); generate is one "
-                  "generator call on B images already on the device; the job at batch B is Translator.generate on "
-                  "B host images (generator calls of B rows), host arrays in and out"
-                  + (f", every image with the label {label['attribute']} {label['vector']}" if label else "")
-                  + ". Latencies are per call (one batch); rates use the median of the samples (counts in the JSON)."]
-    else:
-        lines += [f"Images/s count output images; the job at batch B translates ceil(B/S) images x S = {s['styles']} "
-                  "styles (content once per image, style MLP once, pairs decoded in batches of B), host arrays in and "
-                  "out. Latencies are per call (one batch); rates use the median of the samples (counts in the JSON)."]
-    roofs = "; ".join(f"{name} {roof['gflops']:.0f} GFLOP/s ({roof['method']}"
-                      + (", measured " + " and ".join(f"{g:.0f}" for g in roof["measurements_gflops"])
-                         + " before and after the runs, the higher kept" if "measurements_gflops" in roof else "")
-                      + ")" for name, roof in results["roofs"].items())
-    lines += ["", f"Matmul roofs: {roofs}."]
-    f = results["flops"]
-    if generator:
-        lines += [f"FLOPs per image: generator {f['generate_per_image'] / 1e9:.2f} GFLOP ({f['note']})."]
-    else:
-        lines += [f"FLOPs per image: content encoder {f['encode_per_image'] / 1e9:.2f} GFLOP, decoder "
-                  f"{f['decode_per_image'] / 1e9:.2f} GFLOP, style MLP {f['mlp_per_code'] / 1e6:.2f} MFLOP per code "
-                  f"({f['note']})."]
-    if results.get("notes"):
-        lines += ["", "Notes:"] + [f"- {note}" for note in results["notes"]]
-    if results["skipped"]:
-        lines += ["", "Skipped:"] + [f"- {s['label']}: skipped ({s['reason']})" for s in results["skipped"]]
+            f"| {row['config']} | {row['batch']} | {_fmt(job['images_per_s'], 2)} | {_fmt(job['p50_ms'])} / "
+            f"{_fmt(job['p95_ms'])} | {_fmt(job.get('x_eager_fp32'), 2)} | {_fmt(alone.get('images_per_s'), 2)} | "
+            f"{_fmt(row.get('job_share_of_main'), 2)} | {_fmt(alone.get('gflops'))} | "
+            f"{_fmt(100 * alone['roof_share'] if 'roof_share' in alone else None, 0)} | "
+            f"{_fmt(peak / 2 ** 20 if peak is not None else None, 0)} | {_fmt(configs[row['config']]['build_s'])} | "
+            f"{_error_cells(job)} |")
+    lines += ["", "Each graph alone (batch rows/s on inputs already on the device, outputs left there):", "",
+              "| graph | config | batch | img/s | p50 / p95 ms | GFLOP/s | % of roof | x eager |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for row in (r for r in results["results"] if "error" not in r):
+        for name, e in row["graphs"].items():
+            lines.append(f"| {name} | {row['config']} | {row['batch']} | {_fmt(e['images_per_s'], 2)} | "
+                         f"{_fmt(e['p50_ms'])} / {_fmt(e['p95_ms'])} | {_fmt(e['gflops'])} | "
+                         f"{_fmt(100 * e['roof_share'] if 'roof_share' in e else None, 0)} | "
+                         f"{_fmt(e.get('x_eager_fp32'), 2)} |")
+    job = next((r["job"] for r in results["results"] if "job" in r), None)
+    if job:
+        calls = ", ".join(f"{g} {c['calls']} calls / {c['rows']} rows" for g, c in job["graph_calls"].items())
+        lines += ["", f"The job at batch B: ceil(B / {job['outputs_per_input']}) images x {job['outputs_per_input']} "
+                  f"outputs each, host arrays in and out (at the first batch: {calls})."
+                  + (" " + " ".join(job["notes"]) if job["notes"] else "")]
+    gflop = "; ".join(f"{g} {e['gflop_per_row']:.3f}" for g, e in results["graphs"].items())
+    lines += [f"GFLOP per batch row (the bundle's graphs; every configuration is credited with these): {gflop}.",
+              "Roofs: " + "; ".join(f"{k} {r['gflops']:.0f} GFLOP/s ({r['method']})" for k, r in
+                                    results["roofs"].items()) + ". Errors: the job output against "
+              f"{BASELINE}'s at the same batch (relative L2; PSNR over the [-1, 1] range)."]
+    lines += [""] + [f"- {c['label']}: skipped ({c['reason']})" for c in results["skipped"]]
     lines += ["", "Targets:"] + [f"- {t['name']}: **{t['status']}** ({t['detail']})" for t in results["targets"]]
     return "\n".join(lines) + "\n"
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
-    """Images/s against batch, one line per backend, one panel per stage (matplotlib Agg)."""
+    """Images/s against batch, one line per configuration: the job, and its main graph alone."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
 
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-
-    s, stages = results["settings"], stages_of(results)
-    fig, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 4.5), constrained_layout=True)
-    titles = {"encode": "content encoder", "decode": "decoder", "generate": "generator",
-              "job": f"translate job ({s['styles']} styles)" if "decode" in stages else "generate job"}
-    for axis, stage in zip(axes, stages):
-        for key, info in results["backends"].items():
-            rows = sorted((r for r in results["results"] if r["backend"] == key and "error" not in r),
-                          key=lambda r: r["batch"])
-            if rows:
-                axis.plot([r["batch"] for r in rows], [r[stage]["images_per_s"] for r in rows], marker="o",
-                          label=info["label"])
+    main = main_graph(results)
+    panels = [("job", "translate job")] + ([(main, f"{main} alone")] if main else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), constrained_layout=True, squeeze=False)
+    for axis, (name, title) in zip(axes[0], panels):
+        for key, info in results["configs"].items():
+            rows = [r for r in results["results"] if r["config"] == key and "error" not in r]
+            points = [(r["batch"], (r["job"] if name == "job" else r["graphs"].get(name, {})).get("images_per_s"))
+                      for r in rows]
+            points = [(b, v) for b, v in points if v]
+            if points:
+                axis.plot(*zip(*points), marker="o", label=info["label"])
         axis.set_xscale("log", base=2)
-        axis.set_xticks(s["batches"], [str(b) for b in s["batches"]])
         axis.set_yscale("log")
-        axis.yaxis.set_major_formatter(plain)
-        axis.yaxis.set_minor_formatter(plain)
-        axis.set_xlabel("batch")
-        axis.set_ylabel("images / s")
-        axis.set_title(titles[stage])
+        axis.set(xlabel="batch", ylabel="images / s", title=title)
         axis.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"munit-rt throughput, {s['size']}x{s['size']}, {results['meta']['model']}, {results['meta']['machine']}",
-                 fontsize=9)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{results['meta']['model']}, {results['settings']['size']}x{results['settings']['size']}", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def write(results: dict[str, Any], json_path: Path | None, markdown_path: Path | None, plot_path: Path | None) -> None:
+    text = markdown(results)
+    print("\n" + text)
+    for path, content in ((json_path, json.dumps(results, indent=2) + "\n"), (markdown_path, text)):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
+    if plot_path is not None:
+        plot(results, plot_path)

@@ -1,125 +1,130 @@
-"""Timing, roofline and device-memory helpers for bench/throughput.py.
+"""Timing: the sample loop, matrix-multiply roofs measured in the same run, device memory, the machine.
 
-Every sample is one call timed on the host clock (`perf_counter`) between two synchronisations of the
-device (`sync`, a no-op on CPU), so asynchronous GPU work is always inside the sample and nothing else is.
-Inputs rotate through the preallocated sets (call k uses set k mod K) so repeated calls do not find their
-input in a cache the previous call left warm.
+Every sample is one call between two synchronisations, on perf_counter. Roofs are each engine's own FP32
+matrix multiply: ONNX Runtime's MatMul in a CPU session (the rate its convolutions could reach; numpy's BLAS is
+shown too, labelled, as it may run another kernel), torch.cuda's on a GPU (TF32 off; FP16 on tensor cores).
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
+import platform
+import sys
 import time
 from typing import Any, Callable
 
 import numpy as np
 
 
-def measure(call: Callable[[int], Any], sync: Callable[[], None], warmup: int, repeats: int, rotate: int,
-            budget_s: float, first_index: int = 0) -> list[float]:
-    """Seconds per call: `warmup` untimed calls, then up to `repeats` timed ones.
-
-    Timing stops early, after at least one sample, once `budget_s` seconds of timed calls have passed, so a
-    slow CPU backend does not take minutes per point; the number of samples is reported with the result.
-    """
-    index = first_index
-    for _ in range(warmup):
-        call(index % rotate)
-        index += 1
-    sync()
+def time_calls(call: Callable[[int], Any], sync: Callable[[], None], sets: int, warmup: int, repeats: int,
+               budget_s: float) -> dict[str, Any]:
+    """`warmup` untimed calls, then up to `repeats` timed ones (stopping once `budget_s` seconds of them have
+    run, never with fewer than one), cycling through input sets 0..sets-1."""
+    for k in range(warmup):
+        call(k % sets)
+        sync()
     samples: list[float] = []
-    spent = 0.0
-    while len(samples) < max(1, repeats):
-        sync()
+    while len(samples) < repeats and (not samples or sum(samples) < budget_s):
         started = time.perf_counter()
-        call(index % rotate)
+        call(len(samples) % sets)
         sync()
-        seconds = time.perf_counter() - started
-        samples.append(seconds)
-        spent += seconds
-        index += 1
-        if spent > budget_s:
-            break
-    return samples
+        samples.append(time.perf_counter() - started)
+    return {"samples": len(samples), "median_s": float(np.median(samples)),
+            "p50_ms": 1e3 * float(np.percentile(samples, 50)), "p95_ms": 1e3 * float(np.percentile(samples, 95))}
 
 
-def summarize(samples: list[float], items: int, flops: float | None = None) -> dict[str, Any]:
-    """Median-based rates (items are output images) and p50/p95 latency of one call."""
-    p50 = float(np.percentile(samples, 50))
-    entry = {"images_per_s": items / p50, "p50_ms": 1e3 * p50, "p95_ms": 1e3 * float(np.percentile(samples, 95)),
-             "mean_ms": 1e3 * float(np.mean(samples)), "samples": len(samples), "items_per_call": items}
-    if flops is not None:
-        entry["flops_per_call"] = flops
-        entry["gflops"] = flops / p50 / 1e9
-    return entry
-
-
-# ------------------------------------------------------------------------------------------- rooflines
-
-
-def _best_of(fn: Callable[[], Any], sync: Callable[[], None], repeats: int) -> float:
-    fn()
-    sync()
+def best_s(call: Callable[[], Any], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
     best = float("inf")
     for _ in range(repeats):
-        sync()
         started = time.perf_counter()
-        fn()
+        call()
         sync()
         best = min(best, time.perf_counter() - started)
     return best
 
 
-def cpu_matmul_rate(n: int = 2048, repeats: int = 8) -> dict[str, Any]:
-    """FP32 n x n matrix product on the CPU through numpy and torch, best of `repeats` each; the roof is the max."""
+# ------------------------------------------------------------------------------------------------- roofs
+
+
+def ort_matmul(n: int, threads: int) -> Callable[[], Any]:
+    """One n^3 FP32 MatMul through an ONNX Runtime CPU session with `threads` threads (a zero-argument call)."""
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n])  # noqa: E731
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", [value("a"), value("b")],
+                              [value("c")])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8).SerializeToString()
+    session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    flops = 2.0 * n ** 3
-    rates = {"numpy": flops / _best_of(lambda: a @ b, lambda: None, repeats) / 1e9}
+    feeds = {name: rng.standard_normal((n, n), dtype=np.float32) for name in "ab"}
+    return lambda: session.run(None, feeds)
+
+
+def numpy_label() -> str:
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    except Exception:  # noqa: BLE001 - older numpy: no machine-readable config
+        blas = "its BLAS"
+    return f"numpy ({'OpenBLAS' if 'openblas' in str(blas).lower() else blas})"
+
+
+def cpu_roofs(n: int, repeats: int, threads: int) -> dict[str, dict[str, Any]]:
+    """ONNX Runtime's and numpy's FP32 n^3 matmul rates, best of `repeats`."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    roofs = {}
+    for key, label, call in (("cpu_fp32", f"ONNX Runtime MatMul ({threads} threads)", ort_matmul(n, threads)),
+                             ("cpu_fp32_numpy", numpy_label(), lambda: a @ b)):
+        call()
+        roofs[key] = {"gflops": 2.0 * n ** 3 / best_s(call, repeats) / 1e9, "method": f"{label}, {n}^3 FP32, "
+                      f"best of {repeats}"}
+    return roofs
+
+
+def cuda_roofs(n: int, repeats: int) -> dict[str, dict[str, Any]]:
+    """torch.cuda n^3 matmul rates, FP32 with TF32 off and FP16; empty without a CUDA torch."""
     try:
         import torch
-
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        rates["torch"] = flops / _best_of(lambda: ta @ tb, lambda: None, repeats) / 1e9
     except ImportError:
-        pass
-    return {"gflops": max(rates.values()), "by_library": rates, "n": n, "dtype": "float32",
-            "method": f"{n}x{n}x{n} matmul, best of {repeats}, max over {'/'.join(rates)}"}
-
-
-def cuda_matmul_rate(dtype: str, n: int = 8192, repeats: int = 10) -> dict[str, Any]:
-    """n x n matrix product through torch.cuda (fp16: tensor cores, fp32: TF32 off), best of `repeats`."""
-    import torch
-
-    torch_dtype = {"fp16": torch.float16, "fp32": torch.float32}[dtype]
-    generator = torch.Generator(device="cuda").manual_seed(0)
-    a = torch.randn(n, n, device="cuda", dtype=torch_dtype, generator=generator)
-    b = torch.randn(n, n, device="cuda", dtype=torch_dtype, generator=generator)
-    previous = torch.backends.cuda.matmul.allow_tf32
+        return {}
+    if not torch.cuda.is_available():
+        return {}
+    roofs, tf32 = {}, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        seconds = _best_of(lambda: a @ b, torch.cuda.synchronize, repeats)
+        for precision, dtype in (("fp32", torch.float32), ("fp16", torch.float16)):
+            a, b = (torch.randn(n, n, device="cuda", dtype=dtype) for _ in range(2))
+            seconds = best_s(lambda: a @ b, repeats, torch.cuda.synchronize)
+            roofs[f"cuda_{precision}"] = {"gflops": 2.0 * n ** 3 / seconds / 1e9, "method": f"torch.cuda {n}^3 "
+                                          f"{precision} matmul (TF32 off), best of {repeats}"}
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous
-    del a, b
-    torch.cuda.empty_cache()
-    return {"gflops": 2.0 * n ** 3 / seconds / 1e9, "n": n, "dtype": dtype,
-            "method": f"torch.cuda {n}x{n}x{n} {dtype} matmul (TF32 off), best of {repeats}"}
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.cuda.empty_cache()
+    return roofs
 
 
-# ------------------------------------------------------------------------------------------ device facts
+def keep_higher(first: dict[str, dict], second: dict[str, dict]) -> dict[str, dict]:
+    """Roofs measured before and after the runs: the higher of each kept (other processes only slow it down)."""
+    return {key: {**max(roof, second.get(key, roof), key=lambda r: r["gflops"]),
+                  "measurements_gflops": [roof["gflops"]] + ([second[key]["gflops"]] if key in second else [])}
+            for key, roof in first.items()}
 
 
-def cuda_present() -> bool:
-    """torch sees a CUDA device (the torch and ORT-CUDA paths need it)."""
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
+# ------------------------------------------------------------------------------------------ device memory
+
+
+def gpu_present() -> bool:
+    return os.path.exists("/dev/nvidiactl")
 
 
 def cuda_free_bytes() -> int | None:
-    """Free device memory (cudaMemGetInfo) through torch, else cuda-python; None when neither can say."""
+    """cudaMemGetInfo's free bytes through torch, else cuda-python; None where neither can say."""
+    if not gpu_present():
+        return None
     try:
         import torch
 
@@ -132,28 +137,68 @@ def cuda_free_bytes() -> int | None:
         from munit_rt.tensorrt import cuda_check, import_cudart
 
         cudart = import_cudart()
-        free, _total = cuda_check(cudart, cudart.cudaMemGetInfo(), "cudaMemGetInfo")
-        return int(free)
-    except Exception:  # noqa: BLE001 - no CUDA at all: memory is simply not reported
+        return int(cuda_check(cudart, cudart.cudaMemGetInfo(), "cudaMemGetInfo")[0])
+    except Exception:  # noqa: BLE001 - no CUDA runtime: memory is not reported
         return None
 
 
-class FreeMemoryTracker:
-    """Peak device memory of a backend that allocates outside torch: baseline free minus the lowest free seen."""
-
-    method = "cudaMemGetInfo delta (free before opening - lowest free after a measurement)"
+class DeviceMemory:
+    """Peak device memory of one configuration: torch's allocator peak for PyTorch on CUDA, else the drop of
+    cudaMemGetInfo's free memory below its value before the backend opened (input buffers included)."""
 
     def __init__(self) -> None:
-        self.baseline = cuda_free_bytes()
-        self.lowest = self.baseline
+        self.baseline = self.lowest = cuda_free_bytes()
+        self.torch = False
+        self.method = "n/a (host memory)"
+
+    def started(self, backend_name: str, device: str) -> None:
+        """Call once the backend is open: its device decides the method."""
+        if not device.startswith("cuda"):
+            self.baseline = None
+        elif backend_name == "torch":
+            self.torch, self.method = True, "torch.cuda.max_memory_allocated"
+        elif self.baseline is not None:
+            self.method = "cudaMemGetInfo: free before opening - lowest free seen"
+
+    def reset(self) -> None:
+        if self.torch:
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
 
     def sample(self) -> None:
-        free = cuda_free_bytes()
-        if free is not None and self.lowest is not None:
+        free = cuda_free_bytes() if self.baseline is not None and not self.torch else None
+        if free is not None:
             self.lowest = min(self.lowest, free)
 
     def peak(self) -> int | None:
+        if self.torch:
+            import torch
+
+            return int(torch.cuda.max_memory_allocated())
         self.sample()
-        if self.baseline is None or self.lowest is None:
-            return None
-        return max(0, self.baseline - self.lowest)
+        return None if self.baseline is None else max(0, self.baseline - self.lowest)
+
+
+# ------------------------------------------------------------------------------------------------ machine
+
+
+def machine() -> dict[str, Any]:
+    from munit_rt.backends.onnxruntime import physical_cores
+
+    facts: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "physical_cores": physical_cores(),
+                             "logical_cpus": os.cpu_count()}
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            facts["cpu"] = next((x.split(":", 1)[1].strip() for x in fh if x.startswith("model name")), facts["cpu"])
+    for name in ("torch", "onnxruntime", "tensorrt"):
+        if importlib.util.find_spec(name):
+            facts[f"{name}_version"] = getattr(importlib.import_module(name), "__version__", "?")
+    if facts.get("torch_version") and sys.modules["torch"].cuda.is_available():
+        facts["gpu"] = sys.modules["torch"].cuda.get_device_name()
+    return facts
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"

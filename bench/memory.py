@@ -1,23 +1,22 @@
-"""Peak memory of `munit-rt translate` over large folders: it must stay flat in the number of images.
+"""Peak resident memory of `translate` on many small images: does it stay flat as the image count grows?
 
-Generates small random PNGs (40 x 40, in sub-folders of 1,000) and a tiny bundle, then translates the first N
-images for each N in --counts, each in a fresh child process (`munit_rt.pipeline.translate_paths`, nested
-layout, 2 random styles, ONNX Runtime CPU), and prints that process's peak resident memory (VmHWM from
-/proc/self/status; ru_maxrss where /proc is missing), its resident memory once the modules are imported
-(before any image), and the throughput. Bounded prefetch queues are what keeps the peak flat: an unbounded
-queue would grow with N.
+Writes --image-size PNGs (1,000 per folder) and a bundle, then translates the first N images for each N in
+--counts, each in a fresh child process (munit_rt.translate.run.translate_paths, nested layout, --styles random
+styles, ONNX Runtime CPU, outputs at --size), and prints that process's peak resident memory (VmHWM from
+/proc/self/status; ru_maxrss where /proc is missing), its resident memory once the modules are imported (before
+any image), and the throughput. Bounded prefetch queues keep the peak flat; an unbounded one would grow with N.
 
-    .venv/bin/python bench/memory.py                       # 1,000 vs 5,000 images (~2 min on 2 cores)
-    .venv/bin/python bench/memory.py --counts 100 1000 5000 --work /tmp/mem   # keep images and bundle
+    .venv/bin/python bench/memory.py                          # 1,000 vs 5,000 images
+    .venv/bin/python bench/memory.py --counts 100 1000 5000 --work-dir /tmp/mem   # keep images and bundle
 
-Without --model, the bundle is the test suite's tiny MUNIT (dim 8, style_dim 4, 32 px) exported with
-export.export_bundle (needs munit-rt[export]; ~20 s). Prints numbers only; --json also writes them.
+The bundle is --bundle, or random weights of --family (--config: its config keys; the default config's weights
+count in the resident memory, so pass a small config to measure the pipeline alone). Prints numbers only;
+--json also writes them.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,20 +24,16 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-PER_FOLDER = 1000
+from _workload import add_model_options, model_bundle
 
-TINY_CONFIG = {
-    "gen": {"dim": 8, "mlp_dim": 16, "style_dim": 4, "activ": "relu", "n_downsample": 2, "n_res": 1,
-            "pad_type": "reflect"},
-    "input_dim_a": 3, "input_dim_b": 3, "new_size": 32, "crop_image_height": 32, "crop_image_width": 32,
-}
+PER_FOLDER = 1000
 
 # Runs in the child: everything imported first, then one measurement of the resident set, then the run.
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from munit_rt.pipeline import TranslateOptions, translate_paths
+from munit_rt.translate.options import TranslateOptions
+from munit_rt.translate.run import translate_paths
 import munit_rt.backends.onnxruntime, onnxruntime, PIL.Image, PIL.PngImagePlugin, tqdm  # imports, not work
 
 def status_kb(key):
@@ -50,11 +45,12 @@ def status_kb(key):
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 
-folders, bundle, out, styles, batch = json.loads(sys.argv[1])
+folders, bundle, out, styles, batch, size = json.loads(sys.argv[1])
 before = status_kb("VmRSS")
 started = time.perf_counter()
 report = translate_paths(TranslateOptions(inputs=[Path(f) for f in folders], output=Path(out), model=Path(bundle),
-                                          styles=styles, batch_size=batch, backend="onnxruntime", progress=False))
+                                          styles=styles, batch_size=batch, size=size, backend="onnxruntime",
+                                          progress=False), notify=lambda line: None)
 print(json.dumps({"inputs": report.inputs, "translated": report.translated, "failed": len(report.failures),
                   "files": report.files_written, "wall_s": time.perf_counter() - started,
                   "rss_after_imports_kib": before, "peak_rss_kib": status_kb("VmHWM")}))
@@ -63,34 +59,15 @@ print(json.dumps({"inputs": report.inputs, "translated": report.translated, "fai
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_model_options(parser)
     parser.add_argument("--counts", type=int, nargs="+", default=[1000, 5000],
                         help=f"images per run; multiples of {PER_FOLDER} or less than it")
     parser.add_argument("--styles", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=40)
-    parser.add_argument("--model", type=Path, help="bundle to use instead of exporting the tiny one")
-    parser.add_argument("--work", type=Path, help="keep images and bundle here and reuse them")
+    parser.add_argument("--size", type=int, default=32, help="translate's --size (outputs' shorter side)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     return parser.parse_args(argv)
-
-
-def tiny_bundle(work: Path) -> Path:
-    bundle = work / "tiny.bundle"
-    if (bundle / "manifest.json").is_file():
-        return bundle
-    sys.path.insert(0, str(REPO))
-    import torch
-
-    from munit_rt import export
-    from munit_rt.training.checkpoint import save_checkpoint
-    from munit_rt.training.config import config_from_dict
-    from munit_rt.training.families.munit.model import AdaINGen
-
-    config = config_from_dict(TINY_CONFIG, source="bench/memory.py tiny config")
-    torch.manual_seed(0)
-    gens = {d: AdaINGen(config.input_dim(d), config.gen).eval() for d in ("a", "b")}
-    save_checkpoint(work / "gen_00000000.pt", "munit", gens, config, iteration=0)
-    return Path(export.export_bundle(work / "gen_00000000.pt", bundle, precision="fp32"))
 
 
 def write_images(root: Path, count: int, size: int) -> list[Path]:
@@ -112,29 +89,28 @@ def write_images(root: Path, count: int, size: int) -> list[Path]:
     return folders
 
 
-def measure(folders: list[Path], bundle: Path, out: Path, styles: int, batch: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    args = json.dumps([[str(f) for f in folders], str(bundle), str(out), styles, batch])
-    done = subprocess.run([sys.executable, "-c", CHILD, args], env=env, capture_output=True, text=True, check=False)
+def measure(folders: list[Path], bundle: Path, out: Path, args: argparse.Namespace) -> dict:
+    child = json.dumps([[str(f) for f in folders], str(bundle), str(out), args.styles, args.batch_size, args.size])
+    done = subprocess.run([sys.executable, "-c", CHILD, child], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"child run failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     for count in args.counts:
         if count > PER_FOLDER and count % PER_FOLDER:
             raise SystemExit(f"--counts: {count} is not a multiple of {PER_FOLDER}")
     with tempfile.TemporaryDirectory(prefix="munit-rt-memory-") as tmp:
-        work = args.work or Path(tmp)
+        work = args.work_dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        bundle = args.model or tiny_bundle(work)
+        bundle, what, _ = model_bundle(args, work)
         folders = write_images(work / "images", max(args.counts), args.image_size)
-        print(f"bundle {bundle}; {max(args.counts)} {args.image_size}x{args.image_size} PNGs under {work / 'images'} "
-              f"(set-up {time.perf_counter() - started:.1f} s); {args.styles} styles, batch {args.batch_size}, "
-              f"{os.cpu_count()} CPUs")
+        print(f"{what}; {max(args.counts)} {args.image_size}x{args.image_size} PNGs under {work / 'images'} (set-up "
+              f"{time.perf_counter() - started:.1f} s); {args.styles} styles, batch {args.batch_size}, "
+              f"--size {args.size}")
         print(f"{'images':>7} {'translated':>10} {'files':>7} {'wall s':>7} {'img/s':>7} "
               f"{'RSS after imports MiB':>22} {'peak RSS MiB':>13} {'peak - imports MiB':>19}")
         results = []
@@ -150,12 +126,12 @@ def main(argv=None) -> None:
                 inputs = folders[: count // PER_FOLDER]
             out = work / f"out_{count}"
             shutil.rmtree(out, ignore_errors=True)  # a fresh run each time (a kept one would all be --resume skips)
-            result = measure(inputs, bundle, out, args.styles, args.batch_size)
-            result["images"] = count
+            result = {"images": count, **measure(inputs, bundle, out, args)}
             results.append(result)
             before, peak = result["rss_after_imports_kib"] / 1024, result["peak_rss_kib"] / 1024
-            print(f"{count:>7} {result['translated']:>10} {result['files']:>7} {result['wall_s']:>7.1f} "
-                  f"{result['translated'] / result['wall_s']:>7.1f} {before:>22.1f} {peak:>13.1f} {peak - before:>19.1f}")
+            rate = result["translated"] / result["wall_s"]
+            print(f"{count:>7} {result['translated']:>10} {result['files']:>7} {result['wall_s']:>7.1f} {rate:>7.1f} "
+                  f"{before:>22.1f} {peak:>13.1f} {peak - before:>19.1f}")
         if len(results) > 1:
             first, last = results[0], results[-1]
             growth = (last["peak_rss_kib"] - first["peak_rss_kib"]) / 1024
@@ -163,6 +139,7 @@ def main(argv=None) -> None:
                   f"({growth * 1024 * 1024 / (last['images'] - first['images']):+.0f} bytes per extra image)")
         if args.json:
             args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return results
 
 
 if __name__ == "__main__":

@@ -1,318 +1,328 @@
-"""Throughput of every backend on this machine for one bundle: images/s, latency, GFLOP/s, memory, build time.
+"""Throughput of every backend configuration that can run here, for one bundle: rates, latency, GFLOP/s, memory.
 
-    .venv/bin/python bench/throughput.py [--bundle B.bundle] [--batches 1,8,32,64] [--size 256] [--styles 8]
-        [--json out.json] [--markdown out.md] [--plot out.png] [--quick]
+    .venv/bin/python bench/throughput.py [--bundle B | --family F [--config C]] [--batches 1,8,32,64] [--size 256]
+        [--styles 8] [--backends KEY,...] [--json r.json] [--markdown r.md] [--plot r.png] [--quick]
 
-Backends (each skipped, with the reason printed, where it cannot run): PyTorch eager FP32, PyTorch FP16
-channels-last (CUDA), torch.compile FP16 with CUDA graphs (CUDA), ONNX Runtime CPU, ONNX Runtime CUDA with
-I/O binding (FP32, FP16), TensorRT FP32 and FP16 through munit_rt's backend (engine build time recorded).
-Per backend and batch: images/s of the content encoder, the decoder and the whole translate job (MUNIT), or
-of one generator call and the whole Translator.generate job (CycleGAN, StarGAN: encode/decode are n/a);
-p50/p95 latency per call; device memory peak; achieved GFLOP/s from the exact FLOPs of the graphs
-(export/flops.py) and its share of the matmul rate measured in the same run; ratios against PyTorch eager
-FP32. Without --bundle a random-weight MUNIT at the official default config is built and exported into a
-temporary directory. Prints numbers only; the README targets are reported as met / not met / not measured.
+Per configuration (CONFIGS: backend, precision, options of munit_rt's backends) and batch B: every graph of the
+bundle alone, on synthetic feeds already on the backend's device, outputs left there (to_host=False, then
+synchronize); and the family's translate job through its TranslatePlan (default options and --styles), host
+images in and out, on ceil(B / outputs per input) images. Reported: images/s (batch rows for a graph, outputs for
+the job), p50/p95 latency per call, GFLOP/s from the exact FLOPs of the bundle's graphs at the timed shapes
+(munit_rt.export.flops; the job's from the graph calls it made) and their share of the matmul roof measured in
+the same run, device memory peak, build time (open + the first call of every graph: sessions, engines, module
+loading, compilation), ratios against PyTorch eager FP32, and the job output's error against PyTorch eager
+FP32's. Configurations that cannot run are listed as skipped with the reason. Numbers are printed, never
+asserted; the README's targets are reported as met / not met / not measured.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
-import json
-import os
-import platform
+import math
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np
 
-from bench import _report, _timing  # noqa: E402
-from bench._model import model_context  # noqa: E402
-from bench._runners import ModelInfo, Runner, Unavailable, make_workload  # noqa: E402
-from bench._workload import flops_summary, stage_flops  # noqa: E402
+import _report
+from _timing import (DeviceMemory, cpu_roofs, cuda_roofs, gpu_present, keep_higher, load_average, machine,
+                     time_calls)
+from _workload import (add_model_options, flops_per_row, job_flops, job_inputs, job_plan, model_bundle,
+                       recorded_calls, synthetic_feeds)
 
-BACKEND_KEYS = ("torch-eager-fp32", "torch-fp16-channels-last", "torch-compile-fp16", "onnxruntime-cpu",
-                "onnxruntime-cuda-fp32", "onnxruntime-cuda-fp16", "tensorrt-fp32", "tensorrt-fp16")
-# machine -> batches, size, repeats, warmup, budget_s (seconds of timed calls per point before stopping early)
-DEFAULTS = {"cuda": ([1, 8, 32, 64], 256, 20, 3, 3.0), "cpu": ([1, 8], 128, 5, 1, 20.0),
-            "quick": ([1, 2], 32, 2, 1, 5.0)}
+CPU, CUDA = ["CPUExecutionProvider"], ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """One measured configuration: a backend of munit_rt.backends with its precision and options. `needs`:
+    torch-cuda, triton, ort-cuda (a usable ONNX Runtime CUDA provider), graphs (the bundle holds the precision)."""
+
+    key: str
+    label: str
+    backend: str
+    precision: str
+    options: dict = field(default_factory=dict)
+    needs: tuple[str, ...] = ()
+
+
+CONFIGS = (  # the reference first: ratios and errors are against it
+    Config("torch-eager-fp32", "PyTorch eager FP32", "torch", "fp32", {"device": "auto"}),
+    Config("torch-fp16-channels-last", "PyTorch FP16 channels-last", "torch", "fp16",
+           {"device": "cuda", "channels_last": True}, ("torch-cuda",)),
+    Config("torch-compile-fp16", "torch.compile FP16 (reduce-overhead: CUDA graphs)", "torch", "fp16",
+           {"device": "cuda", "channels_last": True, "compile": "reduce-overhead"}, ("torch-cuda", "triton")),
+    Config("onnxruntime-cpu", "ONNX Runtime CPU FP32", "onnxruntime", "fp32", {"providers": CPU}, ("graphs",)),
+    Config("onnxruntime-cuda-fp32", "ONNX Runtime CUDA FP32 (I/O binding)", "onnxruntime", "fp32",
+           {"providers": CUDA, "io_binding": True}, ("ort-cuda", "graphs")),
+    Config("onnxruntime-cuda-fp16", "ONNX Runtime CUDA FP16 (I/O binding)", "onnxruntime", "fp16",
+           {"providers": CUDA, "io_binding": True}, ("ort-cuda", "graphs")),
+    Config("tensorrt-fp32", "TensorRT FP32", "tensorrt", "fp32", {}, ("graphs",)),
+    Config("tensorrt-fp16", "TensorRT FP16", "tensorrt", "fp16", {}, ("graphs",)),
+)
+KEYS = tuple(c.key for c in CONFIGS)
+# machine -> batches, size, repeats, warm-up calls, seconds of timed calls per point, matmul roof n and best-of
+DEFAULTS = {"cuda": ([1, 8, 32, 64], 256, 20, 3, 3.0, 8192, 10), "cpu": ([1, 8], 128, 5, 1, 20.0, 2048, 8),
+            "quick": ([1, 2], 32, 2, 1, 5.0, 512, 3)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle", type=Path, help="bundle to measure (default: build a random-weight default model)")
-    p.add_argument("--checkpoint", type=Path, help="its checkpoint for the PyTorch backends (default: the "
-                   "manifest's source_checkpoint files)")
-    p.add_argument("--batches", help="comma-separated batch sizes (default 1,8,32,64 with a GPU, 1,8 on CPU)")
-    p.add_argument("--size", type=int, help="image side (default 256 with a GPU, 128 on CPU)")
-    p.add_argument("--styles", type=int, default=8, help="styles per image in the translate job (MUNIT)")
-    p.add_argument("--repeats", type=int, help="timed calls per point (median reported)")
-    p.add_argument("--warmup", type=int, help="untimed calls before timing")
-    p.add_argument("--rotate", type=int, default=3, help="distinct preallocated input sets cycled through")
+    add_model_options(p)
+    p.add_argument("--checkpoint", type=Path, help="the PyTorch configurations' checkpoint (default: the "
+                   "manifest's source files)")
+    p.add_argument("--batches", help="comma-separated batch sizes (default 1,8,32,64 with a GPU, 1,8 without)")
+    p.add_argument("--size", type=int, help="image side (default 256 with a GPU, 128 without)")
+    p.add_argument("--styles", type=int, default=8, help="--styles of the translate job (families with styles)")
+    p.add_argument("--backends", help=f"comma-separated configurations (default: all: {', '.join(KEYS)})")
+    p.add_argument("--graphs", help="comma-separated graphs to time alone (default: all; the job always runs)")
+    p.add_argument("--repeats", type=int, help="timed calls per point at most (median reported)")
+    p.add_argument("--warmup", type=int, help="untimed calls before timing each point")
+    p.add_argument("--rotate", type=int, default=3, help="distinct input sets cycled through")
     p.add_argument("--budget-s", type=float, help="stop timing a point after this many seconds (>= 1 sample)")
-    p.add_argument("--cpu-max-batch", type=int, default=8, help="largest batch for CPU backends when a GPU is present")
-    p.add_argument("--backends", help="comma-separated backend keys to run (default: all that can run)")
-    p.add_argument("--precision", choices=("auto", "fp32", "both"), default="auto",
-                   help="graphs to export for the default model (auto: both when an FP16 backend can run)")
-    p.add_argument("--compile-mode", choices=("reduce-overhead", "max-autotune"), default="reduce-overhead")
-    p.add_argument("--tf32", action="store_true", help="let PyTorch FP32 use TF32 (its default); off: true FP32")
-    p.add_argument("--rebuild-engines", action="store_true", help="rebuild TensorRT engines to time the build")
-    p.add_argument("--work-dir", type=Path, help="keep the default model here (reused when its config matches)")
-    p.add_argument("--quick", action="store_true", help="smoke run: tiny model (dim 8), 32x32, batches 1,2, 2 repeats")
+    p.add_argument("--cpu-max-batch", type=int, default=8, help="largest batch of CPU configurations with a GPU")
+    p.add_argument("--torch-device", choices=("auto", "cpu"), default="auto", help="cpu: every PyTorch "
+                   "configuration on the CPU, the CUDA ones too (an accuracy check, not a speed figure)")
+    p.add_argument("--tf32", action="store_true", help="let PyTorch FP32 use TF32 (its default); else true FP32")
+    p.add_argument("--quick", action="store_true", help="smoke run: 32x32, batches 1,2, 2 repeats, a 512^3 roof, "
+                   "the family's tiny_config when it offers one")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="write all results here")
-    p.add_argument("--markdown", type=Path, help="write the Markdown table here (it is always printed)")
+    p.add_argument("--markdown", type=Path, help="write the Markdown report here (it is always printed)")
     p.add_argument("--plot", type=Path, help="write a PNG of images/s against batch here")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="JSON", help="measure nothing: combine earlier runs' "
+                   "JSON (e.g. one per --backends group), derive ratios and targets again, write the reports")
     return p.parse_args(argv)
 
 
-def resolve_settings(args: argparse.Namespace, cuda: bool) -> dict[str, Any]:
-    batches, size, repeats, warmup, budget = DEFAULTS["quick" if args.quick else "cuda" if cuda else "cpu"]
+def resolve_settings(args: argparse.Namespace, gpu: bool) -> dict[str, Any]:
+    batches, size, repeats, warmup, budget, roof_n, roof_repeats = DEFAULTS["quick" if args.quick else
+                                                                            "cuda" if gpu else "cpu"]
     if args.batches:
         batches = sorted({int(b) for b in args.batches.split(",") if b.strip()})
-    settings = {"batches": batches, "size": args.size or size, "styles": args.styles,
-                "repeats": args.repeats or repeats, "warmup": warmup if args.warmup is None else args.warmup,
-                "rotate": max(1, args.rotate), "budget_s": args.budget_s or budget, "cpu_max_batch": args.cpu_max_batch,
-                "compile_mode": args.compile_mode, "tf32": args.tf32, "seed": args.seed}
+    keys = [k.strip() for k in (args.backends or "").split(",") if k.strip()]
+    unknown = set(keys) - set(KEYS)
+    if unknown:
+        raise SystemExit(f"--backends: unknown {', '.join(sorted(unknown))} (known: {', '.join(KEYS)})")
     if min(batches) < 1 or args.styles < 1:
         raise SystemExit("--batches and --styles must be positive")
-    unknown = {b.strip() for b in (args.backends or "").split(",") if b.strip()} - set(BACKEND_KEYS)
-    if unknown:
-        raise SystemExit(f"--backends: unknown {', '.join(sorted(unknown))} (known: {', '.join(BACKEND_KEYS)})")
-    return settings
+    return {"batches": batches, "size": args.size or size, "styles": args.styles, "repeats": args.repeats or repeats,
+            "warmup": warmup if args.warmup is None else args.warmup, "rotate": max(1, args.rotate),
+            "budget_s": args.budget_s or budget, "cpu_max_batch": args.cpu_max_batch, "seed": args.seed,
+            "roof_n": roof_n, "roof_repeats": roof_repeats, "tf32": args.tf32, "torch_device": args.torch_device,
+            "configs": keys or list(KEYS),
+            "graphs": [g.strip() for g in args.graphs.split(",")] if args.graphs else None}
 
 
-# -------------------------------------------------------------------------------------------- backends
+# ---------------------------------------------------------------------------------------- configurations
 
 
-def plan_backends(model: ModelInfo, settings: dict[str, Any], cuda: bool, only: set[str] | None,
-                  rebuild: bool) -> tuple[list[Runner], list[dict[str, str]]]:
-    """Runners for every backend that can run here, and the skipped ones with the reason."""
-    if model.generator_only:  # CycleGAN, StarGAN: the generator-only runners
-        from bench._gen_runners import OrtCpuGenRunner as OrtCpuRunner
-        from bench._gen_runners import OrtCudaGenRunner as OrtCudaRunner
-        from bench._gen_runners import TensorRTGenRunner as TensorRTRunner
-        from bench._gen_runners import TorchGenRunner as TorchRunner
-    else:
-        from bench._gpu_runners import OrtCudaRunner, TensorRTRunner
-        from bench._runners import OrtCpuRunner, TorchRunner
+def why_not(config: Config, bundle: Any, settings: dict[str, Any]) -> str | None:
+    """Why `config` cannot run here (None: it can); `bundle` None skips the bundle's checks."""
+    from munit_rt.backends import unavailable_reason
 
-    torch_reason = None if importlib.util.find_spec("torch") else "torch is not installed"
-    torch_reason = torch_reason or model.checkpoint_problem
-    no_cuda = "CUDA only; no CUDA GPU visible to torch"
-    import onnxruntime
-
-    ort_cuda = (None if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else
-                "onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu)")
-    from munit_rt.backends.tensorrt import TensorRTBackend
-
-    mode, device = settings["compile_mode"], "cuda" if cuda else "cpu"
-    cuda_torch = torch_reason or (None if cuda else no_cuda)
-    no_triton = None if importlib.util.find_spec("triton") else "triton is not installed"
-    eager, compiled = f"PyTorch eager FP32 ({device})", f"torch.compile FP16 ({mode}, CUDA graphs)"
-    plan = [  # (key, label, why it cannot run or None, runner factory); the eager FP32 reference first
-        ("torch-eager-fp32", eager, torch_reason,
-         lambda: TorchRunner(model, "torch-eager-fp32", eager, device, tf32=settings["tf32"])),
-        ("torch-fp16-channels-last", "PyTorch FP16 channels-last", cuda_torch,
-         lambda: TorchRunner(model, "torch-fp16-channels-last", "PyTorch FP16 channels-last", "cuda", half=True,
-                             channels_last=True)),
-        ("torch-compile-fp16", compiled, cuda_torch or no_triton,
-         lambda: TorchRunner(model, "torch-compile-fp16", compiled, "cuda", half=True, channels_last=True,
-                             compile_mode=mode)),
-        ("onnxruntime-cpu", OrtCpuRunner.label, None, lambda: OrtCpuRunner(model)),
-    ]
-    for precision in ("fp32", "fp16"):
-        missing = None if precision in model.bundle.precisions else f"the bundle has no {precision} graphs"
-        plan.append((f"onnxruntime-cuda-{precision}", OrtCudaRunner.label_for(precision),
-                     ort_cuda or (None if cuda else no_cuda) or missing, lambda p=precision: OrtCudaRunner(model, p)))
-    for precision in ("fp32", "fp16"):
-        missing = None if precision in model.bundle.precisions else f"the bundle has no {precision} graphs"
-        plan.append((f"tensorrt-{precision}", f"TensorRT {precision.upper()}", TensorRTBackend.unavailable_reason()
-                     or missing, lambda p=precision: TensorRTRunner(model, p, settings["batches"], settings["size"],
-                                                                   rebuild)))
-    assert [key for key, *_ in plan] == list(BACKEND_KEYS)
-    runners, skipped = [], []
-    for key, label, reason, factory in plan:
-        if only is not None and key not in only:
-            reason = "not selected (--backends)"
+    reason = unavailable_reason(config.backend)
+    on_cpu = settings["torch_device"] == "cpu"
+    for need in config.needs:
         if reason:
-            skipped.append({"backend": key, "label": label, "reason": reason})
-        else:
-            runners.append(factory())
-    return runners, skipped
+            break
+        if need == "torch-cuda" and not on_cpu and not (_torch() and _torch().cuda.is_available()):
+            reason = "CUDA only; torch sees no CUDA GPU"
+        elif need == "triton" and not on_cpu and importlib.util.find_spec("triton") is None:
+            reason = "triton is not installed (torch.compile's CUDA code generator)"
+        elif need == "ort-cuda":
+            from munit_rt.backends.onnxruntime import cuda_usable
+
+            reason = None if cuda_usable() else "no usable ONNX Runtime CUDA provider (onnxruntime-gpu and a GPU)"
+        elif need == "graphs" and bundle is not None and config.precision not in bundle.precisions:
+            reason = f"the bundle has no {config.precision} graphs (exported: {', '.join(bundle.precisions)})"
+    return reason
 
 
-# ---------------------------------------------------------------------------------------------- running
+def _torch() -> Any:
+    return importlib.import_module("torch") if importlib.util.find_spec("torch") else None
 
 
-def measure_batch(runner: Runner, work: Any, settings: dict[str, Any], flops: dict[str, float],
-                  check: bool) -> tuple[dict[str, Any], Any]:
-    """One backend at one batch: the family's stages (encode, decode | generate), then the job; returns the row
-    and (if `check`) the last stage's output."""
-    s, stages = settings, runner.model.stages
-    timing = dict(sync=runner.sync, repeats=s["repeats"], rotate=s["rotate"], budget_s=s["budget_s"])
-    runner.memory_reset()
-    runner.load(work)
-    row = {"backend": runner.key, "label": runner.label, "device": runner.device, "precision": runner.precision,
-           "batch": work.batch, "job_images": work.job_count, "job_outputs": work.job_outputs}
-    row.update({stage: "n/a" for stage in ("encode", "decode") if stage not in stages})
-    warm: dict[str, float] = {}
-    reference_output = None
-    for stage in (*stages, "job"):
-        call, warmup, first_index = getattr(runner, stage), s["warmup"], 0
-        if stage == "job" and runner.device != "cuda" and not runner.model.generator_only:
-            warmup = 0  # MUNIT's CPU job (S decoder calls per image) reuses the shapes the stage warm-ups ran
-        started = time.perf_counter()
-        if stage == stages[-1]:  # its first (warm-up) call is also the parity check at the smallest batch
-            first = call(0)
-            runner.sync()
-            reference_output = runner.decode_numpy(first) if check else None
-            warmup, first_index = max(0, warmup - 1), 1
-        samples = _timing.measure(call, warmup=warmup, first_index=first_index, **timing)
-        warm[stage] = time.perf_counter() - started - sum(samples)
-        row[stage] = _timing.summarize(samples, work.job_outputs if stage == "job" else work.batch, flops[stage])
-    row.update(warmup_s=warm, memory={"peak_bytes": runner.memory_peak(), "method": runner.memory_method})
-    runner.unload()
-    return row, reference_output
+def backend_options(config: Config, bundle: Any, settings: dict[str, Any], checkpoint: Path | None) -> dict:
+    options = dict(config.options)
+    if config.backend == "torch":
+        options.update({"checkpoint": checkpoint} if checkpoint else {})
+        options["device"] = "cpu" if settings["torch_device"] == "cpu" else options["device"]
+    if config.backend == "tensorrt":  # engines for exactly the measured shapes
+        from munit_rt.tensorrt.profiles import ProfileOptions
+
+        size = settings["size"]
+        options["profile"] = ProfileOptions(max_batch=max(settings["batches"]), min_size=size, opt_size=size,
+                                            max_size=size)
+    return options
 
 
-def run_backends(runners: list[Runner], model: ModelInfo, settings: dict[str, Any], cuda: bool,
-                 results: dict[str, Any]) -> None:
-    import numpy as np
+# ------------------------------------------------------------------------------------------------ measuring
 
-    workloads: dict[int, Any] = {}
-    flop_cache: dict = {}
-    size, styles = settings["size"], settings["styles"]
-    reference: tuple[str, np.ndarray] | None = None
-    for runner in runners:
-        print(f"{runner.label}: opening ...", flush=True)
-        try:
-            runner.open()
-        except Unavailable as exc:
-            results["skipped"].append({"backend": runner.key, "label": runner.label, "reason": str(exc)})
-            continue
-        except Exception as exc:  # noqa: BLE001 - one broken backend must not end the run
-            results["skipped"].append({"backend": runner.key, "label": runner.label,
-                                       "reason": f"failed to open: {type(exc).__name__}: {exc}"})
-            continue
-        warm_total = 0.0
+
+def measure_config(config: Config, bundle: Any, settings: dict[str, Any], per_row: dict, references: dict,
+                   checkpoint: Path | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Open the configuration (timed as its build), then measure every batch; a failing batch is recorded."""
+    from munit_rt import Translator
+    from munit_rt.backends import backend_class
+
+    memory, rows = DeviceMemory(), []
+    options = backend_options(config, bundle, settings, checkpoint)
+    started = time.perf_counter()
+    backend = backend_class(config.backend)(bundle, precision=config.precision, **options)
+    translator = Translator(bundle, backend=backend)
+    try:
+        rng = np.random.default_rng(settings["seed"])
+        for name, graph in bundle.graphs.items():  # sessions, engines, compilation: all built by a first call
+            backend.run(name, synthetic_feeds(graph, settings["batches"][0], settings["size"],
+                                              bundle.manifest.spatial_multiple, rng), to_host=False)
+        backend.synchronize()
+        memory.started(config.backend, backend.device)
+        info = {"label": config.label, "backend": config.backend, "precision": config.precision,
+                "device": backend.device, "options": {k: str(v) for k, v in options.items()},
+                "build_s": time.perf_counter() - started, "memory_method": memory.method}
         for batch in settings["batches"]:
-            if runner.device == "cpu" and cuda and batch > settings["cpu_max_batch"]:
-                results["notes"].append(f"{runner.key}: batch {batch} not run (CPU backend, --cpu-max-batch "
-                                        f"{settings['cpu_max_batch']})")
+            if backend.device.startswith("cpu") and gpu_present() and batch > settings["cpu_max_batch"]:
                 continue
-            work = workloads.get(batch) or workloads.setdefault(
-                batch, make_workload(model, batch, size, styles, settings["rotate"], settings["seed"]))
-            flops = stage_flops(model, flop_cache, work, size)
-            check = batch == settings["batches"][0]
             try:
-                row, output = measure_batch(runner, work, settings, flops, check)
-            except Exception as exc:  # noqa: BLE001 - record, skip this backend's larger batches
-                results["results"].append({"backend": runner.key, "label": runner.label, "device": runner.device,
-                                           "precision": runner.precision, "batch": batch,
-                                           "error": f"{type(exc).__name__}: {exc}"})
-                print(f"  batch {batch}: failed: {type(exc).__name__}: {exc}", flush=True)
-                break
-            if output is not None:
-                if reference is None:
-                    reference = (runner.key, output)
-                    row["parity_reference"] = True
-                else:
-                    ref = reference[1]
-                    row["parity_rel_err"] = float(np.linalg.norm(output - ref) / np.linalg.norm(ref))
-                    row["parity_against"] = reference[0]
-                    row["parity_nan"] = bool(np.isnan(output).any())
-            warm_total += sum(row["warmup_s"].values())
-            results["results"].append(row)
-            rates = ", ".join(f"{stage} {row[stage]['images_per_s']:.2f}" for stage in (*model.stages, "job"))
-            print(f"  batch {batch}: {rates} images/s", flush=True)
-        build_s = runner.build_s
-        if runner.key == "torch-compile-fp16":  # compilation happens in the first calls at each shape
-            build_s = (build_s or 0.0) + warm_total
-            runner.build_note = "module load + every warm-up call (compilation and CUDA graph capture per shape)"
-        results["backends"][runner.key] = {"label": runner.label, "device": runner.device,
-                                           "precision": runner.precision, "build_s": build_s,
-                                           "build_note": runner.build_note, "memory_method": runner.memory_method}
-        runner.close()
+                rows.append(measure_batch(config, backend, translator, bundle, batch, settings, per_row, memory,
+                                          references))
+            except Exception as exc:  # noqa: BLE001 - recorded; the other batches and configurations go on
+                rows.append({"config": config.key, "batch": batch, "error": f"{type(exc).__name__}: {exc}"})
+            _report.progress(rows[-1])
+            _release()
+    finally:
+        translator.close()
+        _release()
+    return info, rows
 
 
-def machine_meta(cuda: bool) -> dict[str, Any]:
-    import onnxruntime
+def measure_batch(config: Config, backend: Any, translator: Any, bundle: Any, batch: int, s: dict[str, Any],
+                  per_row: dict, memory: DeviceMemory, references: dict) -> dict[str, Any]:
+    size, multiple = s["size"], bundle.manifest.spatial_multiple
+    rng = np.random.default_rng(s["seed"] + batch)
+    row: dict[str, Any] = {"config": config.key, "batch": batch, "device": backend.device, "graphs": {}}
+    memory.reset()
+    for name, graph in bundle.graphs.items():
+        if s["graphs"] and name not in s["graphs"]:
+            continue
+        sets = [{k: backend.to_device(v) for k, v in synthetic_feeds(graph, batch, size, multiple, rng).items()}
+                for _ in range(s["rotate"])]
+        timing = time_calls(lambda k: backend.run(name, sets[k], to_host=False), backend.synchronize, s["rotate"],
+                            s["warmup"], s["repeats"], s["budget_s"])
+        row["graphs"][name] = rates(timing, batch, batch * per_row[name].total)
+        memory.sample()
+        sets.clear()  # device buffers freed before the next graph's
 
+    plan, notes = job_plan(bundle, batch, s["styles"])
+    plan.prepare(translator)
+    inputs = job_inputs(plan, batch, size, s["rotate"], s["seed"] + batch)
+    with recorded_calls(backend) as calls:
+        output = plan.run(translator, *inputs[0])  # the first warm-up call, compared with the reference's
+    flops, main = job_flops(calls, per_row)
+    timing = time_calls(lambda k: plan.run(translator, *inputs[k]), backend.synchronize, s["rotate"],
+                        max(0, s["warmup"] - 1), s["repeats"], s["budget_s"])
+    calls_by_graph: dict[str, list[int]] = {}
+    for graph, rows in calls:
+        entry = calls_by_graph.setdefault(graph, [0, 0])
+        entry[0], entry[1] = entry[0] + 1, entry[1] + rows
+    job = rates(timing, output.shape[0] * output.shape[1], flops)
+    job.update(inputs=len(inputs[0][0]), outputs_per_input=output.shape[1], main_graph=main, notes=notes,
+               graph_calls={g: {"calls": c, "rows": r} for g, (c, r) in calls_by_graph.items()})
+    if config.key == CONFIGS[0].key:
+        references[batch] = output
+        job["reference"] = True
+    elif batch in references:
+        job.update(compare(output, references[batch]))
+    row["job"] = job
+    row["memory"] = {"peak_bytes": memory.peak()}
+    return row
+
+
+def rates(timing: dict[str, Any], outputs: int, flops: int) -> dict[str, Any]:
+    return {"images_per_s": outputs / timing["median_s"], "gflops": flops / timing["median_s"] / 1e9, **timing}
+
+
+def compare(output: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """Relative L2 error, largest difference and PSNR (images in [-1, 1]: peak-to-peak 2) against the reference."""
+    diff = output.astype(np.float64) - reference
+    mse = float(np.mean(diff ** 2))
+    return {"rel_err": float(np.linalg.norm(diff) / max(float(np.linalg.norm(reference)), 1e-30)),
+            "max_abs_err": float(np.abs(diff).max()), "psnr_db": 10 * math.log10(4.0 / mse) if mse else None}
+
+
+def _release() -> None:
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# ------------------------------------------------------------------------------------------------------ main
+
+
+def measure(bundle: Any, settings: dict[str, Any], checkpoint: Path | None) -> dict[str, Any]:
     from munit_rt.backends.onnxruntime import physical_cores
 
-    meta = {"python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
-            "cpu": platform.processor() or platform.machine(), "physical_cores": physical_cores(),
-            "logical_cpus": os.cpu_count()}
-    try:
-        import torch
-
-        meta.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
-        if cuda:
-            meta["gpu"] = torch.cuda.get_device_name()
-    except ImportError:
-        pass
-    meta["load_before"] = load_average()
-    gpu = f", {meta['gpu']}" if "gpu" in meta else ", no GPU"
-    meta["machine"] = f"{meta['physical_cores']} physical CPU cores ({meta['logical_cpus']} logical){gpu}"
-    return meta
-
-
-def load_average() -> str:
-    return " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    per_row = flops_per_row(bundle, settings["size"])
+    results: dict[str, Any] = {"settings": settings, "configs": {}, "skipped": [], "results": [],
+                               "graphs": {name: {"gflop_per_row": count.total / 1e9, **count.to_dict()}
+                                          for name, count in per_row.items()}}
+    load_before = load_average()
+    roof_args = (settings["roof_n"], settings["roof_repeats"])
+    roofs = {**cpu_roofs(*roof_args, physical_cores()), **cuda_roofs(*roof_args)}
+    references: dict[int, np.ndarray] = {}
+    for config in CONFIGS:
+        if config.key not in settings["configs"]:
+            continue
+        reason = why_not(config, bundle, settings)
+        if reason is None:
+            try:
+                info, rows = measure_config(config, bundle, settings, per_row, references, checkpoint)
+                results["configs"][config.key] = info
+                results["results"] += rows
+                continue
+            except Exception as exc:  # noqa: BLE001 - could not open or build: reported like a skip
+                reason = f"failed to open: {type(exc).__name__}: {exc}"
+        print(f"{config.label}: skipped ({reason})", flush=True)
+        results["skipped"].append({"config": config.key, "label": config.label, "reason": reason})
+    results["roofs"] = keep_higher(roofs, {**cpu_roofs(*roof_args, physical_cores()), **cuda_roofs(*roof_args)})
+    results["load_average"] = {"before": load_before, "after": load_average()}
+    _report.add_derived(results)
+    return results
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    cuda = _timing.cuda_present()
-    settings = resolve_settings(args, cuda)
-    started = time.perf_counter()
-    results: dict[str, Any] = {"meta": machine_meta(cuda), "settings": settings, "results": [], "skipped": [],
-                               "backends": {}, "notes": []}
-    with model_context(args, settings, cuda) as model:
-        if settings["size"] % model.multiple:
-            raise SystemExit(f"--size {settings['size']} must be a multiple of {model.multiple}")
-        results["meta"].update(model=settings.pop("model"), export_s=settings.pop("export_s"),
-                               bundle_precisions=model.bundle.precisions, family=model.family,
-                               stages=[*model.stages, "job"], graphs=model.stage_graphs,
-                               timing=("host perf_counter between device synchronisations, median of up to "
-                                       f"{settings['repeats']} calls after {settings['warmup']} warm-up(s), "
-                                       f"{settings['rotate']} rotating input sets"))
-        if model.family == "cyclegan":
-            results["meta"]["direction"] = model.direction
-        if model.family == "stargan":
-            name, vector = model.label()
-            results["meta"]["label"] = {"attribute": name, "vector": vector.tolist(),
-                                        "note": "first label of the sweep (upstream create_labels from all zeros), "
-                                                "the same for every image"}
-        results["roofs"] = {"cpu_fp32": _timing.cpu_matmul_rate()}
-        if cuda:
-            results["roofs"].update(cuda_fp32=_timing.cuda_matmul_rate("fp32"), cuda_fp16=_timing.cuda_matmul_rate("fp16"))
-        only = {b.strip() for b in args.backends.split(",") if b.strip()} if args.backends else None
-        runners, results["skipped"] = plan_backends(model, settings, cuda, only, args.rebuild_engines)
-        for skipped in results["skipped"]:
-            print(f"{skipped['label']}: skipped ({skipped['reason']})", flush=True)
-        run_backends(runners, model, settings, cuda, results)
-        # the CPU is often shared: measure its roof again after the runs and keep the higher of the two
-        before, after = results["roofs"]["cpu_fp32"], _timing.cpu_matmul_rate()
-        results["roofs"]["cpu_fp32"] = max(before, after, key=lambda r: r["gflops"])
-        results["roofs"]["cpu_fp32"]["measurements_gflops"] = [before["gflops"], after["gflops"]]
-        results["flops"] = flops_summary(model, settings["size"])
-    results["meta"]["wall_s"] = time.perf_counter() - started
-    results["meta"]["load_after"] = load_average()
-    _report.add_derived(results)
-    table = _report.markdown(results)
-    print("\n" + table)
-    for path, text in ((args.json, json.dumps(results, indent=2)), (args.markdown, table)):
-        if path:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-    if args.plot:
-        _report.plot(results, args.plot)
+    if args.merge:
+        results = _report.merge(args.merge, list(KEYS))
+        _report.write(results, args.json, args.markdown, args.plot)
+        return results
+    settings = resolve_settings(args, gpu_present())
+    torch = _torch()
+    if torch is not None and torch.cuda.is_available():  # "FP32" means FP32 arithmetic unless --tf32
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    fp16 = importlib.util.find_spec("onnxconverter_common") is not None and any(
+        c.precision == "fp16" and "graphs" in c.needs and c.key in settings["configs"]
+        and why_not(c, None, settings) is None for c in CONFIGS)
+    with tempfile.TemporaryDirectory(prefix="munit-rt-throughput-") as tmp:
+        work = args.work_dir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        path, what, export_s = model_bundle(args, work, "both" if fp16 else "fp32", tiny=args.quick)
+        from munit_rt import Bundle
+
+        bundle = Bundle(path)
+        results = measure(bundle, settings, args.checkpoint)
+    results["meta"] = {"family": bundle.family, "model": what, "bundle": str(path), "export_s": export_s,
+                       "machine": machine(), "timing": _report.TIMING}
+    _report.write(results, args.json, args.markdown, args.plot)
     return results
 
 

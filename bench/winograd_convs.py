@@ -1,10 +1,10 @@
 """One 3x3 conv, direct vs Winograd F(4x4, 3x3) (munit_rt/winograd.py), through ONNX Runtime on the CPU.
 
-The shapes of the MUNIT default config's decoder (256-channel residual convs at 64x64, the two sub-pixel phase
-convs) and smaller channel counts, where the rewrite stops paying. Prints a markdown table: best-of milliseconds
-per call, the speed-up, the largest error relative to the output's largest value, and whether `auto` rewrites
-the conv (harmonic mean of the channel counts >= munit_rt.winograd.AUTO_MIN_HARMONIC_MEAN). Numbers only;
-nothing is asserted.
+Convs of the sizes a default-config translation model runs at 256x256 (256-channel residual convs at 64x64, the
+sub-pixel phase convs of a 2x upsampling stage) and smaller channel counts, where the rewrite stops paying.
+Prints a markdown table: best-of milliseconds per call, the speed-up, the largest error relative to the
+output's largest value, and whether `auto` rewrites the conv (harmonic mean of the channel counts >=
+munit_rt.winograd.AUTO_MIN_HARMONIC_MEAN). Numbers only; nothing is asserted.
 
     .venv/bin/python bench/winograd_convs.py [--batch 8] [--repeats 5] [--json out.json]
 """
@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-# (in channels, out channels, output height = width): default-config decoder shapes first
+# (in channels, out channels, output height = width): the default config's largest convs first
 SHAPES = ((256, 256, 64), (256, 512, 64), (128, 256, 128), (128, 128, 64), (64, 64, 64), (64, 64, 128),
           (32, 32, 16))
 
 
 def conv_graph(weight: np.ndarray, bias: np.ndarray) -> bytes:
-    """A pre-padded input (as MUNIT's reflect Pad -> Conv leaves it) through one 3x3 Conv."""
+    """A pre-padded input (as a reflect Pad -> Conv leaves it) through one 3x3 Conv."""
     from onnx import TensorProto, helper, numpy_helper
 
     graph = helper.make_graph(

@@ -48,7 +48,8 @@ def export_bundle(ckpt_path: str | Path | Sequence[str | Path], out_dir: str | P
     nothing is left behind.
     """
     from munit_rt.export.trace import DEFAULT_OPSET
-    from munit_rt.export.writer import check_destination, default_bundle_dir, make_staging_dir, publish
+    from munit_rt.export.writer import (check_destination, default_bundle_dir, make_parents, make_staging_dir, publish,
+                                        remove_parents)
 
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -58,13 +59,19 @@ def export_bundle(ckpt_path: str | Path | Sequence[str | Path], out_dir: str | P
     paths = _checked_paths(ckpt_path)
     out_dir = Path(out_dir) if out_dir is not None else default_bundle_dir(paths)
     check_destination(out_dir, force)
-    staging = make_staging_dir(out_dir)
+    created = make_parents(out_dir)  # like translate's -o: missing parent folders are made (and removed on failure)
+    try:
+        staging = make_staging_dir(out_dir)
+    except BaseException:
+        remove_parents(created)
+        raise
     try:
         _write_bundle(staging, paths, config, PRECISIONS[precision], opset, atol, min_psnr,
                       progress or (lambda line: None), trust_checkpoint, upsample)
         publish(staging, out_dir, force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        remove_parents(created)
         raise
     return out_dir
 

@@ -119,16 +119,43 @@ def default_bundle_dir(ckpt_path: Path | list[Path] | tuple[Path, ...]) -> Path:
 
 
 def check_destination(out_dir: Path, force: bool) -> None:
-    """Refuse before any work: an existing output without --force, or a missing parent directory."""
+    """Refuse before any work: an existing output without --force, or a parent that is not a directory (missing
+    parents are fine: make_parents creates them)."""
     if out_dir.exists() or out_dir.is_symlink():
         if not force:
             raise ExportError(f"{out_dir} already exists; pass --force to replace it")
         if not out_dir.is_dir():
             raise ExportError(f"{out_dir} exists and is not a bundle directory; refusing to replace it")
-    parent = out_dir.parent
-    if not parent.is_dir():
-        what = "is not a directory" if parent.exists() else "does not exist"
-        raise ExportError(f"cannot write {out_dir.name} into {parent}: it {what}")
+    for parent in out_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ExportError(f"cannot write {out_dir.name} into {out_dir.parent}: {parent} is not a directory")
+            break
+
+
+def make_parents(out_dir: Path) -> list[Path]:
+    """Create the missing parent folders of `out_dir`; returns them, outermost first (removed again when the
+    export fails: remove_parents)."""
+    missing = []
+    for parent in out_dir.parents:
+        if parent.exists():
+            break
+        missing.append(parent)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        remove_parents(list(reversed(missing)))
+        raise ExportError(f"cannot create {out_dir.parent}: {exc.strerror or exc}") from None
+    return list(reversed(missing))
+
+
+def remove_parents(created: list[Path]) -> None:
+    """Remove folders make_parents created (innermost first), as long as they are empty."""
+    for folder in reversed(created):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def make_staging_dir(out_dir: Path) -> Path:

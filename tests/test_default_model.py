@@ -1,6 +1,6 @@
 """The packaged default model (issue 7) and the tools around it.
 
-The quality functions (bench/quality.py) and the model card step (scripts/ship_default_model.py) are always
+The quality functions (scripts/quality.py) and the model card step (scripts/ship_default_model.py) are always
 tested; the tests of the shipped model itself skip unless munit_rt/models/default is installed.
 """
 from __future__ import annotations
@@ -22,10 +22,6 @@ import munit_rt
 from munit_rt.models import MODELS_DIR, default_model_path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from bench import quality  # noqa: E402
 
 needs_default = pytest.mark.skipif(
     default_model_path() is None,
@@ -39,7 +35,10 @@ def load_script(name: str):
     return module
 
 
-# -- bench/quality.py: hand-computed values ----------------------------------------------------------------
+quality = load_script("quality")
+
+
+# -- scripts/quality.py: hand-computed values ----------------------------------------------------------------
 def constant(value: float, shape=(3, 4, 4)) -> np.ndarray:
     return np.full(shape, value, np.float32)
 

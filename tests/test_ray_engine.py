@@ -1,4 +1,4 @@
-"""`munit-rt translate --engine ray`: a Ray Data pipeline with the local engine's results, file for file.
+"""`munit-rt translate --engine ray`: Ray actors with the local engine's results, file for file.
 
 One local Ray instance (2 CPUs, no dashboard) serves the whole module; the engine uses an already initialised
 Ray as it is. Every comparison is of the complete output trees, byte for byte, including hidden files (so a
@@ -18,13 +18,11 @@ from munit_rt.cli.common import EXIT_OK, EXIT_SOME_INPUTS_FAILED, EXIT_USAGE
 from munit_rt.translate.options import TranslateOptions
 from munit_rt.translate.run import translate_paths
 
-NON_UTF8 = os.fsdecode(b"caf\xe9.png")  # a file name that is not UTF-8: it crosses Arrow as bytes
+NON_UTF8 = os.fsdecode(b"caf\xe9.png")  # a file name that is not UTF-8: it reaches the workers intact
 
 
 def ray_or_skip():
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'munit-rt[ray]')")
-    pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'munit-rt[ray]')")
-    return ray
+    return pytest.importorskip("ray", reason="Ray is not installed (pip install 'munit-rt[ray]')")
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +31,7 @@ def ray_instance():
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    # the actor pool starts dispatching once all its actors are up, so that both workers get inputs
-    context = ray.data.DataContext.get_current()
-    waited, context.wait_for_min_actors_s = context.wait_for_min_actors_s, 60
-    yield ray
-    context.wait_for_min_actors_s = waited
+    yield ray  # the driver hands batches to the actors in turn, so both workers get inputs
     if started:
         ray.shutdown()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def torch_load(path: str | Path, trust: bool = False) -> Any:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
         # Only a pickled class/function is "unsafe"; random bytes also end up as a weights-only failure.
-        if "Unsupported global" in str(exc):
+        if _names_pickled_code(str(exc)):
             raise CheckpointError(
                 f"{path}: refused, the file contains pickled objects that could run code when loaded; "
                 "re-save it as plain tensors, or pass --trust-checkpoint if you trust its author"
@@ -62,6 +63,18 @@ def torch_load(path: str | Path, trust: bool = False) -> Any:
             IndexError, TypeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint, truncated or corrupt ({reason[:120]})") from None
+
+
+# How torch's weights-only unpickler words a refused global, class or call, across versions: "Unsupported global:
+# GLOBAL x.y was not an allowed global", "Trying to load unsupported GLOBAL posix.system whose module posix is
+# blocked" (torch 2.14 for os/sys), "Trying to call reduce for unrecognized function", "Can only create new object
+# for nn.Parameter or classes allowlisted". Random bytes give "Unsupported operand NN" instead.
+_PICKLED_CODE = re.compile(r"\bglobal\b|unrecognized function|allowlist", re.IGNORECASE)
+
+
+def _names_pickled_code(message: str) -> bool:
+    """Whether a weights-only UnpicklingError refused a pickled class or function (not corrupt data)."""
+    return _PICKLED_CODE.search(message) is not None
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:

@@ -17,8 +17,9 @@ runtime validates with its half.
     export        graphs, preprocess, manifest_model,  the graph split, the preprocessing description, and the
                   source_details                       family's own manifest keys
     info          describe_checkpoint
-    training      open_training_data, build_job        the family's data and trainer; training.engine.driver runs
-                                                       the one loop for every family
+    training      open_training_data, build_job,       the family's data and trainer; training.engine.driver runs
+                  schedule                             the one loop for every family, up to max_iter, which may
+                                                       not pass the end of the LR schedule
 """
 from __future__ import annotations
 
@@ -126,6 +127,16 @@ class Checkpoint:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """Where a config's learning-rate schedule ends (TrainingFamily.schedule): `iterations` in all; `length`
+    says how the config sets it and `extend` how to make it longer (both for the --max-iter refusal)."""
+
+    iterations: int
+    length: str  # "num_iters 10"
+    extend: str  # "raise num_iters (and num_iters_decay) in the config"
+
+
+@dataclass(frozen=True)
 class Detection:
     """What a family recognises in a loaded plain (upstream) file.
 
@@ -163,6 +174,7 @@ class TrainingFamily(abc.ABC):
     generator_keys: ClassVar[tuple[str, ...]]  # state dicts of a generator checkpoint (a munit-rt file holds all)
     snapshot_prefix: ClassVar[str]          # <prefix>_XXXXXXXX.pt, the generator file of a training snapshot
     default_for_configs: ClassVar[bool] = False  # a YAML without a `family` key is this family's (official MUNIT)
+    tiny_config: ClassVar[dict | None] = None  # config keys of a tiny model: the test suite and `bench --quick`
     checkpoint_names: ClassVar[str]         # the generator files it reads, for messages ("gen_XXXXXXXX.pt")
     pair_files: ClassVar[str] = ""          # upstream files that may come as a pair (CycleGAN's G_A with G_B)
     upstream_defaults: ClassVar[bool] = False  # plain files without a config: assume config_class() (upstream's)
@@ -231,9 +243,17 @@ class TrainingFamily(abc.ABC):
 
     # -- training (munit_rt.training.engine.driver.train calls these, then runs its loop) ----------------
     @abc.abstractmethod
-    def open_training_data(self, config: Any, data_dir: str | Path | None, world_size: int) -> Any:
+    def open_training_data(self, config: Any, data_dir: str | Path | None, world_size: int,
+                           config_dir: Path | None = None) -> Any:
         """Find and check the training data (DataError naming the folder or file); nothing is written yet.
-        `world_size` processes each take a batch per step, so the data must hold that many at least."""
+        `data_dir` (--data) stands for every data path of the config; `config_dir` is the config file's folder
+        (None: a config object), where relative paths may also count from. `world_size` processes each take a
+        batch per step, so the data must hold that many at least."""
+
+    def schedule(self, config: Any, data: Any, world_size: int) -> Schedule | None:
+        """Where the config's LR schedule ends on `data` (the driver refuses a max_iter past it, naming
+        `Schedule.extend`); None: the schedule has no end, max_iter alone decides (MUNIT's step policy)."""
+        return None
 
     @abc.abstractmethod
     def build_job(self, config: Any, data: Any, device: Any, dist: Any) -> Job:

@@ -3,6 +3,7 @@ when imported, and this module imports every one of them (pkgutil) the first tim
 timm's `register_model` fills its registry. Adding a family is one new package there; nothing here changes.
 
     register(family)       add a family (a test module may register a toy one); a second one of a name is refused
+    unregister(name)       remove it again
     get_family(name)       the family of a checkpoint's or manifest's "family" (ConfigError naming the known ones)
     families()             {name: family}, sorted by name
     family_for(data)       the family a config mapping names with its `family` key, else the default family (the
@@ -49,6 +50,11 @@ def register(family: TrainingFamily) -> TrainingFamily:
                          f"({type(_families[family.name]).__qualname__})")
     _families[family.name] = family
     return family
+
+
+def unregister(name: str) -> None:
+    """Remove a family (a test that registers a toy family cleans up with this); an unknown name is ignored."""
+    _families.pop(name, None)
 
 
 def families() -> dict[str, TrainingFamily]:

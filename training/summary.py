@@ -2,6 +2,7 @@
 of whole-generator checkpoints (CycleGAN, StarGAN), whose upstream files may come without a config."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -14,10 +15,18 @@ BUFFER_LEAVES = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def format_rows(rows: Iterable[tuple[str, str]]) -> list[str]:
-    """`label   value` lines, the values aligned."""
+    """`label   value` lines, the values aligned; control characters in a value (a file name, a stored config's
+    text) escaped, so each row stays one line."""
     rows = list(rows)
     width = max(len(label) for label, _ in rows) + 2
-    return [f"{label:<{width}}{value}".rstrip() for label, value in rows]
+    return [f"{label:<{width}}{_CONTROL.sub(_escape, str(value))}".rstrip() for label, value in rows]
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # as munit_rt.text
+
+
+def _escape(match: re.Match) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
 
 
 def describe_generators(ckpt: Checkpoint, config_path: str | Path | None, *, summary_keys: tuple[str, ...],

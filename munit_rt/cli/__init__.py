@@ -13,7 +13,7 @@ def cli() -> None:
 
     \b
     Typical flow:
-      munit-rt train --config CFG.yaml --data DIR --out RUN   train (needs munit-rt[train])
+      munit-rt train --config CFG.yaml --data DIR -o RUN      train (needs munit-rt[train])
       munit-rt export RUN/checkpoints/gen_00010000.pt         write an ONNX bundle (needs munit-rt[export])
       munit-rt translate --model X.bundle --styles 8 DIR/     translate a folder (ONNX Runtime)
     """

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import click
 
-from munit_rt.cli.common import friendly_errors
+from munit_rt.cli.common import BundlePath, echo_text, friendly_errors
 
 SIZE = click.IntRange(min=1)
 
 
 @click.command("build")
-@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("bundle", type=BundlePath(exists=True, file_okay=False, path_type=Path))
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
               help="Which exported graphs to build from (the same default as `translate`).")
 @click.option("--max-batch", type=SIZE, default=None, help="Largest batch the engines take  [default: 16]")
@@ -31,7 +31,8 @@ SIZE = click.IntRange(min=1)
 def command(bundle: Path, precision: str, max_batch: int | None, opt_batch: int | None,
             min_size: int | None, opt_size: int | None, max_size: int | None, workspace_mib: int | None,
             graphs: tuple[str, ...], force: bool) -> None:
-    """Build one TensorRT engine per graph of BUNDLE (needs munit-rt[tensorrt] and an NVIDIA GPU).
+    """Build one TensorRT engine per graph of BUNDLE (a folder, or an installed model's name such as default;
+    needs munit-rt[tensorrt] and an NVIDIA GPU).
 
     \b
     Engines are strongly typed: fp16 engines come from the bundle's fp16 graphs, fp32 from fp32.
@@ -50,4 +51,4 @@ def command(bundle: Path, precision: str, max_batch: int | None, opt_batch: int 
                            profile=ProfileOptions(max_batch=max_batch, opt_batch=opt_batch, min_size=min_size,
                                                   opt_size=opt_size, max_size=max_size))
     for record in prepare_engines(opened, options):
-        click.echo(f"{record.graph:<20} {precision}  {'built ' if record.built else 'cached'}  {record.path}")
+        echo_text(f"{record.graph:<20} {precision}  {'built ' if record.built else 'cached'}  {record.path}")

@@ -13,7 +13,40 @@ EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM
 
 
 class UserError(click.ClickException):
+    """`Error: <one line>`, exit 2; control characters in the message (from file names, manifests, configs) are
+    escaped, so the line stays one line and no escape sequence reaches the terminal."""
+
     exit_code = EXIT_USAGE
+
+    def __init__(self, message: str):
+        from munit_rt.text import printable
+
+        super().__init__(printable(str(message), control=True))
+
+
+def echo_text(text: str, err: bool = False) -> None:
+    """Print lines that may hold text from files (names, manifest or config values): each line's control
+    characters escaped (the callers escape values that could hold a newline before joining lines)."""
+    from munit_rt.text import printable
+
+    click.echo("\n".join(printable(line, control=True) for line in str(text).split("\n")), err=err)
+
+
+class BundlePath(click.Path):
+    """click.Path that also takes the name of an installed model (`default`, munit_rt.models): a name that is no
+    existing path resolves to the installed bundle; anything else is checked as click.Path checks it (the same
+    "does not exist" error for a path that is no installed name either)."""
+
+    def convert(self, value, param, ctx):
+        import os
+
+        if isinstance(value, str) and value and not os.path.lexists(value):
+            from munit_rt.models import default_model_path
+
+            installed = default_model_path(value)
+            if installed is not None:
+                value = str(installed)
+        return super().convert(value, param, ctx)
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from munit_rt.cli.common import friendly_errors, require
+from munit_rt.cli.common import echo_text, friendly_errors, require
 
 
 @click.command("export")
@@ -16,7 +16,8 @@ from munit_rt.cli.common import friendly_errors, require
               help="YAML the checkpoint was trained with: needed for official NVlabs gen_*.pt files; for upstream "
                    "CycleGAN/StarGAN files, else their upstream defaults are assumed.")
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path),
-              help="Bundle directory to write.  [default: <checkpoint stem>.bundle beside the checkpoint]")
+              help="Bundle directory to write (missing parent folders are created).  [default: <checkpoint "
+                   "stem>.bundle beside the checkpoint]")
 @click.option("--opset", type=click.IntRange(min=17), default=None, help="ONNX opset.  [default: 18]")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "both"]), default="both", show_default=True,
               help="Graphs to write; FP16 graphs keep FP32 inputs/outputs and normalisation statistics.")
@@ -61,9 +62,9 @@ def command(checkpoints: tuple[Path, ...], config_path: Path | None, out_dir: Pa
     bundle_dir = export_bundle(source, out_dir, config=config_path, precision=precision, opset=opset,
                                atol=atol, min_psnr=min_psnr, force=force, trust_checkpoint=trust_checkpoint,
                                upsample=upsample,
-                               progress=lambda line: click.echo(line, err=True))
+                               progress=lambda line: echo_text(line, err=True))
     import json
 
     manifest = json.loads((bundle_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
-    click.echo(format_summary(manifest))
-    click.echo(f"wrote {bundle_dir}")
+    echo_text(format_summary(manifest))
+    echo_text(f"wrote {bundle_dir}")

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import click
 
-from munit_rt.cli.common import friendly_errors
+from munit_rt.cli.common import BundlePath, echo_text, friendly_errors
 
 
 @click.command("export-triton")
-@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("bundle", type=BundlePath(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", "repo", required=True, type=click.Path(path_type=Path),
               help="Model repository folder to write (serve it with tritonserver --model-repository=REPO).")
 @click.option("--platform", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True,
@@ -35,7 +35,7 @@ from munit_rt.cli.common import friendly_errors
 def command(bundle: Path, repo: Path, platform: str, precision: str, max_batch: int | None, instances: int,
             kind: str | None, direction: str, prefix: str | None, gpu: str | None, trt_version: str | None,
             force: bool) -> None:
-    """Write a Triton model repository serving BUNDLE.
+    """Write a Triton model repository serving BUNDLE (a folder, or an installed model's name such as default).
 
     \b
     One model per graph (REPO/<model>/config.pbtxt and 1/model.onnx or 1/model.plan), each with dynamic
@@ -50,5 +50,5 @@ def command(bundle: Path, repo: Path, platform: str, precision: str, max_batch: 
 
     result = export_triton(bundle, repo, platform=platform, precision=precision, max_batch=max_batch,
                            instances=instances, kind=kind, direction=direction, prefix=prefix, force=force,
-                           gpu=gpu, trt_version=trt_version, progress=lambda line: click.echo(line, err=True))
-    click.echo(result.describe())
+                           gpu=gpu, trt_version=trt_version, progress=lambda line: echo_text(line, err=True))
+    echo_text(result.describe())

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import click
 
-from munit_rt.cli.common import UserError, friendly_errors
+from munit_rt.cli.common import BundlePath, UserError, echo_text, friendly_errors
 
 
 @click.command("info")
-@click.argument("path", type=click.Path(exists=True))
+@click.argument("path", type=BundlePath(exists=True), metavar="CKPT_OR_BUNDLE")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="YAML for official checkpoints (they store no config); checks the weights against it.")
 @click.option("--trust-checkpoint", is_flag=True,
@@ -17,7 +17,7 @@ from munit_rt.cli.common import UserError, friendly_errors
                    "only for files you trust. Without it, only tensors and plain data are read (weights_only).")
 @friendly_errors
 def command(path, config_path, trust_checkpoint):
-    """Describe a checkpoint or a bundle folder (with manifest.json).
+    """Describe a checkpoint or a bundle folder (with manifest.json), or an installed model by name (default).
 
     Checkpoints: MUNIT gen_XXXXXXXX.pt, munit-rt cyclegan_/stargan_XXXXXXXX.pt, upstream CycleGAN
     latest_net_G_A.pth and StarGAN NNNNNN-G.ckpt.
@@ -29,12 +29,12 @@ def command(path, config_path, trust_checkpoint):
                             "or a bundle folder")
         from munit_rt.bundle import Bundle
 
-        click.echo(Bundle(path).describe())
+        echo_text(Bundle(path).describe())
         return
     from munit_rt.cli.common import require
 
     require("torch", "train")
-    click.echo(describe_checkpoint(path, config_path, trust=trust_checkpoint))
+    echo_text(describe_checkpoint(path, config_path, trust=trust_checkpoint))
 
 
 def describe_checkpoint(path: Path, config_path: str | Path | None = None, trust: bool = False) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from munit_rt.cli.common import friendly_errors
+from munit_rt.cli.common import EXIT_INTERRUPTED, command_line, echo_text, friendly_errors
 
 
 @click.command("train")
@@ -12,15 +12,17 @@ from munit_rt.cli.common import friendly_errors
               help="YAML config; its `family` key (munit, cyclegan, stargan; default munit) picks the model, "
                    "e.g. training/configs/munit_utkface.yaml, cyclegan_utkface.yaml, stargan_utkface.yaml.")
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False),
-              help="MUNIT, CycleGAN: folder with trainA/ trainB/ (testA/ testB/ optional); default: the "
-                   "config's data_root (MUNIT also data_folder_*/data_list_*). StarGAN: the image folder of "
-                   "the attribute file, replacing the config's image_dir.")
-@click.option("--out", "out_dir", required=True, type=click.Path(),
+              help="MUNIT, CycleGAN: folder with trainA/ trainB/ (testA/ testB/ optional), replacing the "
+                   "config's data_root (MUNIT also data_folder_*/data_list_*). StarGAN: the image folder, "
+                   "replacing image_dir; a relative attr_path is looked for in it, then beside the config file, "
+                   "then in the current folder.")
+@click.option("-o", "--output", "--out", "out_dir", required=True, type=click.Path(),
               help="Run folder: checkpoints/, images/, logs/, config.yaml.")
 @click.option("--max-iter", type=click.IntRange(min=1),
-              help="Override the config's max_iter (CycleGAN, StarGAN: stop after this many iterations; "
-                   "the LR schedule still follows the config's epochs / num_iters).")
-@click.option("--resume", is_flag=True, help="Continue from the newest snapshot in --out/checkpoints.")
+              help="Override the config's max_iter. MUNIT: the run's length (the step LR policy has no end). "
+                   "CycleGAN, StarGAN: stop early; past the end of the LR schedule (n_epochs + n_epochs_decay "
+                   "epochs; num_iters) is an error: extend the schedule in the config instead.")
+@click.option("--resume", is_flag=True, help="Continue from the newest snapshot in OUTPUT/checkpoints.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, help="Override the config's seed.")
 @friendly_errors
@@ -28,12 +30,13 @@ def command(config_path, data_dir, out_dir, max_iter, resume, device, seed):
     """Train a MUNIT, CycleGAN or StarGAN model (needs munit-rt[train]).
 
     Snapshots: MUNIT uses the official names (gen_XXXXXXXX.pt, dis_XXXXXXXX.pt, optimizer.pt), CycleGAN
-    and StarGAN cyclegan_/stargan_XXXXXXXX.pt with dis_XXXXXXXX.pt and optimizer.pt. Ctrl-C writes a
-    snapshot and exits with code 130; --resume continues exactly where the newest snapshot stopped.
+    and StarGAN cyclegan_/stargan_XXXXXXXX.pt with dis_XXXXXXXX.pt and optimizer.pt. Ctrl-C finishes the
+    iteration, writes a snapshot, prints the command that resumes and exits with code 130; --resume
+    continues exactly where the newest snapshot stopped.
 
     \b
     Several GPUs or nodes: start it with torchrun (data-parallel, batch_size per process):
-      torchrun --nproc_per_node 4 --no-python munit-rt train --config CFG.yaml --data DIR --out RUN
+      torchrun --nproc_per_node 4 --no-python munit-rt train --config CFG.yaml --data DIR -o RUN
     """
     from munit_rt.cli.common import require
 
@@ -43,7 +46,27 @@ def command(config_path, data_dir, out_dir, max_iter, resume, device, seed):
     from munit_rt.training.engine.distributed import env_world
     from munit_rt.training.engine.driver import train
 
-    result = train(config_path, data_dir, out_dir, max_iter=max_iter, seed=seed, resume=resume, device=device,
-                   callbacks=(TqdmProgress(),))
+    try:
+        result = train(config_path, data_dir, out_dir, max_iter=max_iter, seed=seed, resume=resume, device=device,
+                       callbacks=(TqdmProgress(),))
+    except KeyboardInterrupt as stop:  # the driver saved a snapshot first: say which, and how to go on
+        if env_world()[0] == 0:
+            echo_text(interrupted_message(stop), err=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None
     if env_world()[0] == 0:  # under torchrun only rank 0 reports
-        click.echo(f"Done: iteration {result.iteration}; snapshots in {result.run_dir / 'checkpoints'}")
+        echo_text(f"Done: iteration {result.iteration}; snapshots in {result.run_dir / 'checkpoints'}")
+
+
+def interrupted_message(stop: KeyboardInterrupt) -> str:
+    """What an interrupted run left (the driver's TrainingInterrupted), and the exact command that goes on."""
+    from munit_rt.training.engine.distributed import env_world
+
+    snapshot = getattr(stop, "snapshot", None)
+    torchrun = " (under torchrun, with the same torchrun options)" if env_world()[1] > 1 else ""
+    if snapshot is None:
+        return (f"Interrupted at iteration {getattr(stop, 'iteration', 0)}: no snapshot saved in this run; to "
+                f"start again, run{torchrun}: {command_line()}")
+    saved = int(snapshot.stem.rsplit("_", 1)[1])
+    return (f"Interrupted at iteration {stop.iteration}: the snapshot of iteration {saved} is saved in "
+            f"{snapshot.parent} ({snapshot.name}, dis_{saved:08d}.pt, optimizer.pt); to go on, run{torchrun}: "
+            f"{command_line({'resume': True})}")

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from munit_rt.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_INPUTS_FAILED, command_line, friendly_errors
+from munit_rt.cli.common import (EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_INPUTS_FAILED, command_line, echo_text,
+                                 friendly_errors)
 
 _Path = click.Path(path_type=Path)
 _ExistingFile = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -54,7 +55,7 @@ _ExistingFile = click.Path(exists=True, dir_okay=False, path_type=Path)
               help="Skip inputs whose outputs all exist, or redo everything.")
 @click.option("--output", "-o", type=_Path, default=Path("translated"), show_default=True, help="Output folder.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="ray: the same run as a Ray Data pipeline, on a local Ray instance or --address's cluster "
+              help="ray: the same run on Ray actors, on a local Ray instance or --address's cluster "
                    "(pip install 'munit-rt[ray]'; the bundle, inputs and output on a shared file system).")
 @click.option("--address", metavar="ADDR", help="--engine ray: the Ray cluster to join (e.g. auto, HOST:6379) "
                                                 "[default: start a local Ray instance].")
@@ -118,11 +119,11 @@ def command(inputs, model, styles, style_images, output, **options) -> None:
         report = translate_paths(TranslateOptions(inputs=list(inputs), model=model, styles=styles,
                                                   style_images=tuple(style_images), output=output,
                                                   explicit=_explicit_options(), **options),
-                                 notify=lambda line: click.echo(line, err=True))
+                                 notify=lambda line: echo_text(line, err=True))
     except Interrupted as stop:  # every file written is complete: say so, and how to go on
         click.echo(stop.report.summary(), err=True)
-        click.echo(f"Interrupted: {stop.report.translated} inputs translated in this run, their files complete; "
-                   f"to go on, run: {command_line({'resume': True})}", err=True)
+        echo_text(f"Interrupted: {stop.report.translated} inputs translated in this run, their files complete; "
+                  f"to go on, run: {command_line({'resume': True})}", err=True)
         raise SystemExit(EXIT_INTERRUPTED) from None
     finally:
         if previous is not None:

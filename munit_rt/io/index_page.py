@@ -25,7 +25,7 @@ def write_index(root: Path, relpaths: list[str], labels: list[str], run: list[tu
     """Write OUT/index.html (atomically) for the inputs whose grid.png exists; `labels` name the outputs."""
     from PIL import Image
 
-    columns = ["input", *labels]
+    columns = ["input", *(printable(label, control=True) for label in labels)]  # reference names come from files
     figures = []
     for relpath in relpaths:
         grid_rel = f"{output_key(relpath)}/{GRID_NAME}"

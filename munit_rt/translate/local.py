@@ -134,5 +134,12 @@ def run_stages(todo: list[InputImage], translator: Translator, options: Translat
     finally:
         readers.shutdown(wait=True, cancel_futures=True)
         writers.shutdown(wait=True, cancel_futures=True)  # running writes finish (atomic), queued ones are dropped
+        while writes:  # stopped early (Ctrl-C, a full disk): the inputs whose files were all written count
+            item, future = writes.popleft()
+            if future.done() and not future.cancelled() and future.exception() is None:
+                files, seconds = future.result()
+                report.add_stage("write", seconds, 1)
+                report.files_written += files
+                report.translated += 1
         progress.close()
     report.failures.sort()

@@ -40,7 +40,7 @@ class TranslateOptions:
     from_attrs: str | None = None  # StarGAN: the inputs' own attributes, base of --attrs and --sweep (default 0)
     sweep: bool = False  # StarGAN: one output per attribute (also the default without --attrs)
     explicit: frozenset[str] | None = None  # options the caller set (CLI); None: those not at their default
-    engine: str = "local"  # "ray": the same run as a Ray Data pipeline (munit_rt.translate.ray)
+    engine: str = "local"  # "ray": the same run on Ray actors (munit_rt.translate.ray)
     address: str | None = None  # ray: the cluster to join (None: start a local Ray instance)
     workers: int | None = None  # ray: inference actors (None: one per G GPUs with gpus_per_worker, else per node)
     gpus_per_worker: float | None = None  # ray: GPUs each actor reserves (may be fractional)

@@ -1,23 +1,28 @@
-"""`munit-rt translate --engine ray`: the local engine's run, executed as a Ray Data pipeline.
+"""`munit-rt translate --engine ray`: the local engine's run, on Ray actors.
 
 Same inputs, options, outputs and resume behaviour as the local engine (munit_rt.translate.local), file for file.
 The driver (the `munit-rt translate` process) does what the local engine does before any inference: it reads
 the bundle's manifest, lists the inputs, drops clashes, cleans stale temporary files and skips the inputs whose
-outputs are complete (translate_paths). Only the remaining inputs go through Ray:
+outputs are complete (translate_paths). Only the remaining inputs go through Ray, with plain Ray actors (no Ray
+Data):
 
-    from_items([(path, relpath)])                 one record per input still to do
-    -> map_batches(_decode_batch)                 Ray tasks: read + preprocess (stages.read_input)
-    -> map_batches(TranslateWorker, ActorPoolStrategy(size=N), num_gpus=G)
-                                                  each actor holds one munit_rt.Translator, built from the
-                                                  bundle path, and the run's plan (prepared there); writing by
-                                                  stages.write_outputs (atomic, in the worker)
-    -> iter_rows() on the driver                  per input: ok / failed + reason -> the same Report
+    N x TranslateActor (ray.remote, max_restarts=0; num_gpus=G, else 1 CPU each)
+                            each builds one munit_rt.Translator from the bundle path and holds the run's plan
+                            (prepared by the driver when it needs the model: the same codes everywhere)
+    driver -> actor         batches of --batch-size inputs, as (absolute path, relative path); at most
+                            IN_FLIGHT batches per actor are queued (backpressure: memory stays flat)
+    actor                   reads, translates and writes its batch with the local engine's stages
+                            (run_stages: munit_rt.translate.stages read_input / plan.run / write_outputs,
+                            batched by image size, every file written atomically) and returns a small summary
+    driver                  folds each batch's summary into the run's Report; the next batch goes to the actor
+                            that finished one
 
 Outputs are identical to the local engine's: the family's plan decides every output from the input and the
 options alone (MUNIT's random style codes from (seed, relative path)), whichever worker handles an input and in
-whatever order; images are batched by size as the local engine does (batch composition does not change the
-bytes).
-Ray may fuse the decode step into the actors (same resources); with --gpus-per-worker it runs as CPU tasks.
+whatever order (batch composition does not change the bytes). An actor that dies (node lost, out of memory) is
+not restarted: its batches fail with the reason, the others go on, and the same command resumes them.
+(Ray Data's actor pools restart actors whose constructor arguments sit in the object store, which made every
+run log a false "E ... core_worker.cc" alarm: ray-project/ray#57733.)
 
 Every path a worker touches must be reachable under the same absolute name on every node (a shared file
 system): the bundle, the inputs, the --style-image/--style-dir references and the output folder; munit-rt
@@ -30,17 +35,16 @@ Ray is optional (`pip install 'munit-rt[ray]'`); this module never imports it at
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import os
 import socket
 import sys
-import time
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
-
 from munit_rt.errors import InputError, MunitRtError, one_line_reason
-from munit_rt.translate.stages import read_input, write_outputs
 
 if TYPE_CHECKING:
     from munit_rt.bundle import Bundle
@@ -51,29 +55,17 @@ if TYPE_CHECKING:
     from munit_rt.translate.report import Report
 
 RAY_EXTRA = "munit-rt[ray]"
-# per-input result states (the actor's output column "status"): FATAL stops the run (disk full, read-only),
-# SETUP is a worker that could not start (backend, reference images): both exit 2 as the local engine does
-OK, FAILED, FATAL, SETUP = "ok", "failed", "fatal", "setup"
+IN_FLIGHT = 2  # batches queued per actor: one running, one waiting (so an actor never idles between batches)
 
 
 def require_ray() -> Any:
-    """The `ray` module (with ray.data), or InputError naming the extra to install (exit 2)."""
+    """The `ray` module, or InputError naming the extra to install (exit 2)."""
     try:
         import ray
-        import ray.data  # noqa: F401 - the Data library is a separate extra of Ray
     except ImportError as exc:
-        raise InputError(f"--engine ray needs Ray Data, which cannot be imported here ({exc}); "
+        raise InputError(f"--engine ray needs Ray, which cannot be imported here ({exc}); "
                          f"install {RAY_EXTRA}: pip install '{RAY_EXTRA}'") from None
     return ray
-
-
-# -- text through Arrow: file names may hold bytes that are not UTF-8 (os.fsdecode's surrogates) ----------
-def _to_bytes(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
-
-
-def _to_text(data: Any) -> str:
-    return bytes(data).decode("utf-8", "surrogateescape")
 
 
 def _absolute(path: Path) -> Path:
@@ -81,85 +73,51 @@ def _absolute(path: Path) -> Path:
     return Path(path) if Path(path).is_absolute() else Path.cwd() / path
 
 
-# -- stage 2: decode + preprocess (Ray tasks) ----------------------------------------------------------------
-def _decode_batch(batch: dict[str, np.ndarray], plan: TranslatePlan) -> dict[str, np.ndarray]:
-    """Records (path, relpath) -> the preprocessed uint8 pixels (raw bytes + shape) or the failure reason."""
-    n = len(batch["relpath"])
-    status, reason, pixels, notes = [OK] * n, [b""] * n, [b""] * n, [b""] * n
-    shape, size, seconds = np.zeros((n, 3), np.int64), np.zeros((n, 2), np.int64), np.zeros(n, np.float64)
-    for i, raw_path in enumerate(batch["path"]):
-        try:
-            decoded, _, seconds[i] = read_input(Path(os.fsdecode(bytes(raw_path))), plan.prep, plan.channels)
-        except Exception as exc:  # noqa: BLE001 - unreadable input: reported by name, the run goes on
-            status[i], reason[i] = FAILED, _to_bytes(one_line_reason(exc))
-            continue
-        pixels[i], shape[i] = np.ascontiguousarray(decoded.pixels).tobytes(), decoded.pixels.shape
-        size[i], notes[i] = decoded.size, _to_bytes("\n".join(decoded.notes))
-    return {"relpath": batch["relpath"], "status": np.array(status, dtype=object),
-            "reason": np.array(reason, dtype=object), "pixels": np.array(pixels, dtype=object),
-            "shape": shape, "size": size, "notes": np.array(notes, dtype=object), "decode_s": seconds}
-
-
-# -- stage 3: inference + writing (one Translator per Ray actor) ---------------------------------------------
-class TranslateWorker:
-    """A Ray Data actor: builds the bundle's Translator once from its path, then translates and writes batches."""
+# -- the workers: one Translator per Ray actor --------------------------------------------------------------
+class TranslateActor:
+    """A Ray actor (made remote by the driver): builds the bundle's Translator once from its path, then reads,
+    translates and writes the batches it is sent. Its constructor takes small plain values (paths, the options,
+    the layout and the plan: kilobytes), and the results are small dicts; pixels never cross Ray."""
 
     def __init__(self, bundle_path: str, options: TranslateOptions, layout: OutputLayout, plan: TranslatePlan):
         from munit_rt.translator import Translator
 
-        self.layout, self.plan, self.translator, self.setup_error = layout, plan, None, ""
+        self.options, self.layout, self.plan, self.translator, self.setup_error = options, layout, plan, None, ""
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         try:
             self.translator = Translator(bundle_path, backend=options.backend, precision=options.precision,
                                          **options.backend_options())
             self.backend = f"{self.translator.backend.name} ({self.translator.backend.device})"
-            plan.prepare(self.translator)  # as the local engine does, once per worker
+            plan.prepare(self.translator)  # as the local engine does (a no-op for a plan the driver prepared)
         except MunitRtError as exc:  # Ray would keep only its text in a traceback: hand it to the driver instead
             self.setup_error, self.backend = str(exc), ""
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def translate(self, batch: list[tuple[str, str]]) -> dict[str, Any]:
+        """(absolute path, relative path) per input -> what the batch did, as the Report's fields; "fatal" (disk
+        full, read-only) and "setup" (no model on this worker) stop the run on the driver (exit 2)."""
+        from munit_rt.io.images import InputImage, route_warnings
         from munit_rt.io.outputs import OutputError
-        from munit_rt.preprocess import normalize
+        from munit_rt.translate.local import run_stages
+        from munit_rt.translate.report import Report
 
-        n = len(batch["relpath"])
-        relpaths = [_to_text(r) for r in batch["relpath"]]
-        status, reason = list(batch["status"]), [bytes(r) for r in batch["reason"]]
         if self.setup_error:
-            status, reason = [SETUP] * n, [_to_bytes(self.setup_error)] * n
-        files, infer_s, write_s = np.zeros(n, np.int64), np.zeros(n, np.float64), np.zeros(n, np.float64)
-        buckets: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}  # same-size images batch together
-        for i in range(n):
-            if status[i] == OK:
-                pixels = np.frombuffer(batch["pixels"][i], np.uint8).reshape(tuple(batch["shape"][i]))
-                buckets.setdefault(pixels.shape, []).append((i, pixels))
-        for members in buckets.values():
-            started = time.perf_counter()
-            try:
-                images = np.stack([normalize(pixels, self.plan.prep) for _, pixels in members])
-                outputs = self.plan.run(self.translator, images, [relpaths[i] for i, _ in members])
-            except Exception as exc:  # noqa: BLE001 - the batch fails, the run goes on
-                for i, _ in members:
-                    status[i], reason[i] = FAILED, _to_bytes(f"inference failed ({one_line_reason(exc)})")
-                continue
-            per_input = (time.perf_counter() - started) / len(members)
-            for (i, pixels), styled in zip(members, outputs):
-                infer_s[i] = per_input
-                try:
-                    files[i], write_s[i] = write_outputs(self.layout, relpaths[i], pixels, styled)
-                except OutputError as exc:  # disk full, quota, read-only: the driver stops the run (exit 2)
-                    status[i], reason[i] = FATAL, _to_bytes(str(exc))
-                except Exception as exc:  # noqa: BLE001 - a failed write fails that input only
-                    status[i], reason[i] = FAILED, _to_bytes(f"cannot write outputs ({one_line_reason(exc)})")
-        return {"relpath": batch["relpath"], "status": np.array(status, dtype=object),
-                "reason": np.array(reason, dtype=object), "files": files, "decode_s": batch["decode_s"],
-                "shape": batch["shape"], "size": batch["size"], "notes": batch["notes"],
-                "infer_s": infer_s, "write_s": write_s, "backend": np.array([self.backend] * n, dtype=object),
-                "worker": np.array([self.name] * n, dtype=object)}
+            return {"setup": self.setup_error}
+        report = Report(output=self.layout.root)
+        try:
+            with route_warnings():  # decoder warnings become the inputs' notes here too, not worker log lines
+                run_stages([InputImage(Path(path), relpath) for path, relpath in batch], self.translator,
+                           self.options, self.layout, self.plan, report)
+        except OutputError as exc:
+            return {"fatal": str(exc)}
+        return {"translated": report.translated, "files_written": report.files_written, "failures": report.failures,
+                "notes": report.notes, "stage_s": report.stage_s, "stage_images": report.stage_images,
+                "largest": (report.largest_input, report.largest_output), "backend": self.backend,
+                "worker": self.name}
 
-    def __del__(self):
-        translator = getattr(self, "translator", None)
-        if translator is not None:
-            translator.close()
+    def close(self) -> None:
+        if self.translator is not None:
+            self.translator.close()
+            self.translator = None
 
 
 # -- the driver ---------------------------------------------------------------------------------------------
@@ -189,74 +147,100 @@ class RayEngine:
 def translate_ray(todo: list[InputImage], bundle: Bundle, options: TranslateOptions, layout: OutputLayout,
                   plan: TranslatePlan, report: Report, notify: Callable[[str], None] | None = None) -> None:
     """Translate `todo` on Ray workers into `report`, as munit_rt.translate.local does in this process."""
-    import copy
-
     from tqdm import tqdm
-
-    from munit_rt.io.outputs import OutputError
 
     ray = require_ray()
     notify = notify or (lambda line: print(line, file=sys.stderr))
     started_here = _connect(ray, options)
-    context = ray.data.DataContext.get_current()
-    ray_bars = context.enable_progress_bars
-    progress = rows = None
+    actors: list[Any] = []
+    progress = None
     try:
         workers = _worker_count(ray, options, notify)
         # workers may run elsewhere, in another folder: every path they get is absolute
         worker_layout = copy.copy(layout)
         worker_layout.root = _absolute(layout.root)
-        plan = plan.with_absolute_paths(_absolute)
-        records = [{"path": os.fsencode(_absolute(item.path)), "relpath": _to_bytes(item.relpath)} for item in todo]
-
-        context.enable_progress_bars = False  # one bar, ours, counting inputs as the local engine's does
-        _mark_logged("ray_data_progress_manager_disabled")  # Ray's hint to turn its bars back on: not here
-        gpus = {"num_gpus": options.gpus_per_worker} if options.gpus_per_worker else {}
-        dataset = (ray.data.from_items(records)
-                   .map_batches(_decode_batch, fn_kwargs={"plan": plan}, batch_size=options.batch_size,
-                                batch_format="numpy")
-                   .map_batches(TranslateWorker, batch_size=options.batch_size, batch_format="numpy",
-                                fn_constructor_kwargs={"bundle_path": str(_absolute(bundle.path)), "options": options,
-                                                       "layout": worker_layout, "plan": plan},
-                                compute=ray.data.ActorPoolStrategy(size=workers), **gpus))
+        resources = {"num_gpus": options.gpus_per_worker, "num_cpus": 0} if options.gpus_per_worker else \
+            {"num_cpus": 1}
+        remote = ray.remote(TranslateActor).options(max_restarts=0, **resources)
+        actors = [remote.remote(str(_absolute(bundle.path)), dataclasses.replace(options, progress=False),
+                                worker_layout, plan.with_absolute_paths(_absolute)) for _ in range(workers)]
+        batches = deque([(str(_absolute(item.path)), item.relpath) for item in todo[i:i + options.batch_size]]
+                        for i in range(0, len(todo), options.batch_size))
         progress = tqdm(total=len(todo), unit="img", file=sys.stderr, desc="translate (ray)",
                         disable=None if options.progress is None else not options.progress)
-        backend, busy = "", set()  # the workers that handled inputs
-        rows = iter(dataset.iter_rows())
-        for row in rows:
-            relpath, state, why = _to_text(row["relpath"]), str(row["status"]), _to_text(row["reason"])
-            if state == FATAL:
-                raise OutputError(why)
-            if state == SETUP:
-                raise MunitRtError(f"{why} (on a Ray worker)")
-            if row["decode_s"] > 0:  # decoded (a decode failure has no time)
-                report.add_stage("decode", float(row["decode_s"]), 1)
-                notes = _to_text(row["notes"])
-                report.add_input(relpath, tuple(int(v) for v in row["size"]), notes.split("\n") if notes else [],
-                                 (int(row["shape"][1]), int(row["shape"][0])))
-            if state == OK:
-                report.add_stage("infer", float(row["infer_s"]), 1)
-                report.add_stage("write", float(row["write_s"]), 1)
-                report.files_written += int(row["files"])
-                report.translated += 1
-                backend = backend or str(row["backend"])
-                busy.add(str(row["worker"]))
-            else:
-                report.failures.append((relpath, why))
-            progress.update(1)
+        backend, busy = _dispatch(ray, actors, batches, report, progress)
         used = len(busy) or workers  # no input translated: nothing to tell
         workers_text = f"{workers} worker{'s' if workers != 1 else ''}"
         report.backend = f"{backend or options.backend} on ray, " + (
             workers_text if used == workers else f"{used} of {workers_text} busy")
         report.failures.sort()
     finally:
-        if rows is not None and hasattr(rows, "close"):
-            rows.close()  # stopped early (a fatal error, Ctrl-C): Ray Data stops its workers now, not at exit
+        for actor in actors:  # done, or stopped early (a fatal error, Ctrl-C): the workers go now, not at exit
+            ray.kill(actor, no_restart=True)
         if progress is not None:
             progress.close()
-        context.enable_progress_bars = ray_bars
         if started_here:
             ray.shutdown()
+
+
+def _dispatch(ray: Any, actors: list[Any], batches: deque, report: Report, progress: Any) -> tuple[str, set[str]]:
+    """Feed `batches` to the actors, IN_FLIGHT at a time each, folding every result into `report`; returns
+    (the backend the workers use, the workers that translated inputs)."""
+    from munit_rt.io.outputs import OutputError
+
+    in_flight: dict[Any, tuple[int, list[tuple[str, str]]]] = {}  # result ref -> (actor index, its batch)
+    alive = [True] * len(actors)
+
+    def submit(index: int) -> None:
+        batch = batches.popleft()
+        in_flight[actors[index].translate.remote(batch)] = (index, batch)
+
+    for _ in range(IN_FLIGHT):  # round-robin, so that every actor gets work from the start
+        for index in range(len(actors)):
+            if batches:
+                submit(index)
+    backend, busy = "", set()
+    while in_flight:
+        (ready,), _ = ray.wait(list(in_flight), num_returns=1)
+        index, batch = in_flight.pop(ready)
+        try:
+            result = ray.get(ready)
+        except ray.exceptions.RayActorError as exc:  # the worker died (node lost, out of memory): not restarted
+            alive[index] = False
+            reason = f"its Ray worker was lost ({one_line_reason(exc)}); run the command again to redo it"
+            report.failures += [(relpath, reason) for _, relpath in batch]
+            if not any(alive):  # nobody left to do the rest: it fails the same way, and resumes the same way
+                report.failures += [(relpath, reason) for pending in batches for _, relpath in pending]
+                progress.update(sum(map(len, batches)))
+                batches.clear()
+            progress.update(len(batch))
+            continue
+        if "fatal" in result:  # disk full, read-only: every later write would fail too (exit 2, as local)
+            raise OutputError(result["fatal"])
+        if "setup" in result:
+            raise MunitRtError(f"{result['setup']} (on a Ray worker)")
+        _fold(report, result)
+        if result["translated"]:
+            backend = backend or result["backend"]
+            busy.add(result["worker"])
+        progress.update(len(batch))
+        alive_now = [i for i, ok in enumerate(alive) if ok]
+        if batches and alive_now:
+            submit(index if alive[index] else alive_now[0])
+    return backend, busy
+
+
+def _fold(report: Report, result: dict[str, Any]) -> None:
+    """Add one batch's summary (TranslateActor.translate) to the run's report."""
+    report.translated += result["translated"]
+    report.files_written += result["files_written"]
+    report.failures += [tuple(failure) for failure in result["failures"]]
+    report.notes += [tuple(note) for note in result["notes"]]
+    for stage, seconds in result["stage_s"].items():
+        report.add_stage(stage, seconds, result["stage_images"][stage])
+    largest, output = result["largest"]
+    if largest is not None and (report.largest_input is None or min(largest) > min(report.largest_input)):
+        report.largest_input, report.largest_output = tuple(largest), tuple(output) if output else None
 
 
 def _connect(ray: Any, options: TranslateOptions) -> bool:
@@ -299,13 +283,3 @@ def _worker_count(ray: Any, options: TranslateOptions, notify: Callable[[str], N
             raise InputError(message)
         notify(f"note: {message}; the workers wait until the cluster has them")
     return workers
-
-
-def _mark_logged(key: str) -> None:
-    """Ray logs some hints once per process (ray.util.debug.log_once): count this one as logged already."""
-    try:
-        from ray.util.debug import log_once
-
-        log_once(key)
-    except ImportError:
-        pass

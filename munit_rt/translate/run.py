@@ -137,7 +137,8 @@ def model_label(model: Path | str | None) -> str:
 def describe_run(report: Report, record: RunRecord) -> list[tuple[str, str]]:
     """(label, text) of the run for index.html."""
     rows = [("model", report.model), ("family", report.family)]
-    rows += [(key, printable(str(value), control=True)) for key, value in record.settings.items()
+    labels = {"model": "manifest sha256"}  # the record names the bundle by its manifest's hash
+    rows += [(labels.get(key, key), printable(str(value), control=True)) for key, value in record.settings.items()
              if key not in ("family",) and value is not None]
     return rows
 

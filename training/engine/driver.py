@@ -73,6 +73,7 @@ def train(config: Any, data_dir: str | Path | None, out_dir: str | Path, *, max_
     object; `max_iter` and `seed` override the config's. Under torchrun (WORLD_SIZE > 1) this process is one rank
     of a data-parallel run."""
     # Initialize: resolve config and device; nothing is written until config, data and run folder check out
+    config_dir = Path(config).resolve().parent if isinstance(config, (str, Path)) else None
     config = load_config(config) if isinstance(config, (str, Path)) else config
     family = family_of(config)
     overrides = {key: value for key, value in (("max_iter", max_iter), ("seed", seed)) if value is not None}
@@ -80,8 +81,9 @@ def train(config: Any, data_dir: str | Path | None, out_dir: str | Path, *, max_
     dist, torch_device = distributed.setup(resolve_device(device))
     run_dir = Path(out_dir)
     try:
-        # Load training set (checks folders and image headers)
-        data = family.open_training_data(config, data_dir, dist.world_size)
+        # Load training set (checks folders and image headers); max_iter may not pass the LR schedule's end
+        data = family.open_training_data(config, data_dir, dist.world_size, config_dir=config_dir)
+        check_schedule(family, config, data, dist.world_size, "--max-iter" if max_iter is not None else "max_iter")
 
         # Check the run folder (rank 0 decides for every rank)
         snapshot = dist.decide_on_main(lambda: resume_point(run_dir, family.snapshot_prefix, resume))
@@ -94,6 +96,26 @@ def train(config: Any, data_dir: str | Path | None, out_dir: str | Path, *, max_
         return run_training(family, job, run_dir, snapshot=snapshot, callbacks=callbacks)
     finally:
         dist.shutdown()
+
+
+def check_schedule(family: TrainingFamily, config: Any, data: Any, world_size: int, flag: str) -> None:
+    """A max_iter past the end of the family's LR schedule is refused, saying how to extend the schedule
+    (a run would otherwise stop at the schedule's end without a word, or train on at LR 0)."""
+    max_iter = getattr(config, "max_iter", None)
+    schedule = family.schedule(config, data, world_size) if max_iter is not None else None
+    if schedule is not None and max_iter > schedule.iterations:
+        raise ConfigError(f"{flag} {max_iter} is past the end of the config's {family.title} learning-rate schedule "
+                          f"({schedule.length} = {schedule.iterations} iterations); to train longer, "
+                          f"{schedule.extend}")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run after `iteration`; `snapshot` is the newest snapshot's generator file
+    in the run folder (None: no snapshot yet, nothing to resume)."""
+
+    def __init__(self, iteration: int, snapshot: Path | None):
+        super().__init__()
+        self.iteration, self.snapshot = iteration, snapshot
 
 
 def run_training(family: TrainingFamily, job: Job, run_dir: Path, *, snapshot: Path | None,
@@ -156,7 +178,9 @@ def run_training(family: TrainingFamily, job: Job, run_dir: Path, *, snapshot: P
         coordinated = not dist.enabled or isinstance(exc, distributed.CoordinatedStop)
         if iteration > 0 and last_saved != iteration and coordinated:
             save_snapshot(family, trainer, batches, checkpoint_dir, iteration)
-        raise
+            last_saved = iteration
+        saved = checkpoint_dir / f"{family.snapshot_prefix}_{last_saved:08d}.pt" if last_saved else None
+        raise TrainingInterrupted(iteration, saved) from None
     finally:
         stats.close()
         for callback in callbacks:

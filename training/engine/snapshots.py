@@ -40,11 +40,11 @@ def latest_snapshot(checkpoint_dir: Path, prefix: str) -> Path | None:
 def resume_point(run_dir: Path, prefix: str, resume: bool) -> Path | None:
     """The snapshot to resume from (None for a fresh run); refuses to mix runs."""
     if run_dir.exists() and not run_dir.is_dir():
-        raise TrainingError(f"--out {run_dir}: exists and is not a folder")
+        raise TrainingError(f"--output {run_dir}: exists and is not a folder")
     snapshot = latest_snapshot(run_dir / "checkpoints", prefix)
     if snapshot is not None and not resume:
-        raise TrainingError(f"--out {run_dir}: already holds checkpoints ({snapshot.name}); pass --resume "
-                            "to continue that run, or choose another --out")
+        raise TrainingError(f"--output {run_dir}: already holds checkpoints ({snapshot.name}); pass --resume "
+                            "to continue that run, or choose another -o")
     if snapshot is None and resume:
         raise TrainingError(f"--resume: no {prefix}_XXXXXXXX.pt snapshot in {run_dir / 'checkpoints'}")
     return snapshot

@@ -64,9 +64,10 @@ class UnalignedDataset(Dataset):
                 for d in ("A", "B")}
 
 
-def open_unaligned_data(config: CycleGanConfig, data_dir,
-                        world_size: int = 1) -> tuple[UnalignedDataset, UnalignedDataset]:
-    """(train, display) datasets from DATA/trainA, trainB (display: testA/testB when both exist)."""
+def open_unaligned_data(config: CycleGanConfig, data_dir, world_size: int = 1,
+                        config_dir: Path | None = None) -> tuple[UnalignedDataset, UnalignedDataset]:
+    """(train, display) datasets from DATA/trainA, trainB (display: testA/testB when both exist); `data_dir`
+    (--data) replaces data_root, which counts from the current folder as upstream's (`config_dir` unused)."""
     root = data_dir if data_dir is not None else config.data_root
     if root is None:
         raise DataError("no training data: pass --data DIR (with trainA/ and trainB/) or set data_root")

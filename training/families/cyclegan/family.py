@@ -14,6 +14,7 @@ class CycleGanFamily(TrainingFamily):
     config_class = CycleGanConfig
     generator_keys = GENERATOR_KEYS
     snapshot_prefix = NAME
+    tiny_config = {"ngf": 8, "ndf": 8, "n_blocks": 1, "load_size": 36, "crop_size": 32, "num_workers": 0}
     checkpoint_names = "munit-rt cyclegan_XXXXXXXX.pt, upstream latest_net_G_A.pth / latest_net_G_B.pth"
     pair_files = "latest_net_G_A.pth with latest_net_G_B.pth"
     upstream_defaults = True
@@ -29,6 +30,7 @@ class CycleGanFamily(TrainingFamily):
     describe_checkpoint = delegate(f"{PACKAGE}.upstream:describe_checkpoint")
     open_training_data = delegate(f"{PACKAGE}.data:open_unaligned_data")
     build_job = delegate(f"{PACKAGE}.trainer:build_job")
+    schedule = delegate(f"{PACKAGE}.trainer:schedule")  # n_epochs + n_epochs_decay epochs
 
     def model_part(self, config: CycleGanConfig) -> tuple:
         return (config.input_nc, config.output_nc, config.ngf, config.n_blocks, config.norm, config.use_dropout)

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from munit_rt.training.engine.batches import CyclingBatches, EpochBatchSampler
 from munit_rt.training.engine.driver import Job
 from munit_rt.training.engine.trainer import FamilyTrainer
+from munit_rt.training.family import Schedule
 from munit_rt.training.families.cyclegan.config import NAME, CycleGanConfig
 from munit_rt.training.families.cyclegan.data import UnalignedDataset
 from munit_rt.training.families.cyclegan.model import build_discriminator, build_generator, init_weights
@@ -197,6 +198,15 @@ def build_job(config: CycleGanConfig, data: tuple[UnalignedDataset, UnalignedDat
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.num_workers,
                         pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
     trainer = CycleGanTrainer(config, iters_per_epoch=len(sampler)).to(device)
-    total = len(sampler) * (config.n_epochs + config.n_epochs_decay)
+    total = schedule(config, data, dist.world_size).iterations
     total = min(total, config.max_iter) if config.max_iter is not None else total
     return Job(trainer, CyclingBatches({"AB": loader}), display_set.display(config.display_size), total)
+
+
+def schedule(config: CycleGanConfig, data: tuple[UnalignedDataset, UnalignedDataset], world_size: int) -> Schedule:
+    """The LR schedule's end: n_epochs + n_epochs_decay epochs of this data (the LR is 0 after them)."""
+    per_epoch = len(EpochBatchSampler(len(data[0]), config.batch_size, config.seed, NAME, 0, world_size))
+    epochs = config.n_epochs + config.n_epochs_decay
+    return Schedule(per_epoch * epochs, f"n_epochs {config.n_epochs} + n_epochs_decay {config.n_epochs_decay} = "
+                    f"{epochs} epochs of {per_epoch} iterations", "raise n_epochs (constant LR) or n_epochs_decay "
+                    "(the LR falling to 0) in the config")

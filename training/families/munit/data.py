@@ -109,9 +109,12 @@ def preprocess(config: MunitConfig) -> Preprocess:
                       multiple=2**config.gen.n_downsample, fit="crop", mean=(0.5,) * channels, std=(0.5,) * channels)
 
 
-def open_training_data(config: MunitConfig, data_dir: str | Path | None, world_size: int = 1) -> TrainingData:
+def open_training_data(config: MunitConfig, data_dir: str | Path | None, world_size: int = 1,
+                       config_dir: Path | None = None) -> TrainingData:
     """Find and check every domain's images; any problem is a one-line `DataError` naming the folder.
-    `world_size` processes each take batch_size images per step, so a domain needs that many at least."""
+    `world_size` processes each take batch_size images per step, so a domain needs that many at least.
+    `data_dir` (--data) replaces data_root and the list files; paths count from the current folder as in the
+    official code (`config_dir` is not used)."""
     prep = preprocess(config)
     crop_hw = (config.crop_image_height, config.crop_image_width)
     train, test = {}, {}

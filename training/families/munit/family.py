@@ -15,6 +15,9 @@ class MunitFamily(TrainingFamily):
     generator_keys = GENERATOR_KEYS
     snapshot_prefix = "gen"  # official names: gen_%08d.pt, dis_%08d.pt
     default_for_configs = True  # official YAMLs have no `family` key
+    tiny_config = {"gen": {"dim": 8, "mlp_dim": 16, "style_dim": 4, "n_downsample": 2, "n_res": 1},
+                   "dis": {"dim": 8, "n_layer": 2, "num_scales": 2}, "new_size": 32, "crop_image_height": 32,
+                   "crop_image_width": 32, "batch_size": 2, "num_workers": 0, "display_size": 2}
     checkpoint_names = "gen_XXXXXXXX.pt, munit-rt or official NVlabs"
 
     build_generator = delegate(f"{PACKAGE}.model:build_generator")
@@ -27,6 +30,9 @@ class MunitFamily(TrainingFamily):
     describe_checkpoint = delegate(f"{PACKAGE}.info:describe_checkpoint")
     open_training_data = delegate(f"{PACKAGE}.data:open_training_data")
     build_job = delegate(f"{PACKAGE}.trainer:build_job")
+    # schedule: none (the base's). max_iter is MUNIT's schedule itself, as in the official code: the step LR
+    # policy halves every step_size iterations without an end, so --max-iter may set any length
+    to_half = delegate(f"{PACKAGE}.layers:half_with_fp32_layernorms")  # the PyTorch backend's FP16
 
     def model_part(self, config: MunitConfig) -> tuple:
         return (config.gen, config.input_dim_a, config.input_dim_b)

@@ -115,6 +115,19 @@ class LayerNorm(nn.Module):
         return x
 
 
+def half_with_fp32_layernorms(module: nn.Module) -> nn.Module:
+    """`module` in FP16 for the PyTorch backend, its LayerNorms kept FP32 as in the exported FP16 graphs
+    (export/fp16.py): their sum of squares over C*H*W overflows FP16 at ordinary activation sizes. Inputs are
+    cast to FP32 on the way in and the output back to FP16."""
+    module = module.half()
+    for layer in module.modules():
+        if isinstance(layer, LayerNorm):
+            layer.float()
+            layer.register_forward_pre_hook(lambda _, args: tuple(a.float() for a in args))
+            layer.register_forward_hook(lambda _, args, out: out.half())
+    return module
+
+
 class Conv2dBlock(nn.Module):
     """pad -> conv -> norm -> activation (official order and names)."""
 

@@ -140,18 +140,55 @@ def open_attribute_dataset(image_dir: str | Path, attr_path: str | Path, selecte
     return make(train_entries, "train", flip), make(test_entries, "test", False)
 
 
-def open_datasets(config: StarGanConfig, data_dir,
-                  world_size: int = 1) -> list[tuple[AttributeDataset, AttributeDataset]]:
-    """(train, test) per attribute file; `data_dir` (--data) replaces the first dataset's image_dir."""
-    specs = [(data_dir if data_dir is not None else config.image_dir, config.attr_path, config.selected_attrs)]
+@dataclass(frozen=True)
+class DataPaths:
+    """Where a config's relative data paths count from: the current folder, the config file's folder
+    (`config_dir`; None for a config object) and, for attribute files, their dataset's image folder."""
+
+    config_dir: Path | None
+
+    def folder(self, given: str | None) -> Path | None:
+        """An image folder: as given (absolute, or from the current folder), else from the config's folder."""
+        if given is None:
+            return None
+        path = Path(given)
+        if path.is_absolute() or path.is_dir() or self.config_dir is None:
+            return path
+        beside_config = self.config_dir / path
+        return beside_config if beside_config.is_dir() else path
+
+    def attribute_file(self, given: str, image_dir: Path, key: str) -> Path:
+        """An attribute file: from its image folder, else the config's folder, else the current folder."""
+        path = Path(given)
+        if path.is_absolute():
+            return path
+        bases = [image_dir, *([self.config_dir] if self.config_dir is not None else []), Path(".")]
+        for base in bases:
+            if (base / path).is_file():
+                return base / path
+        places = ", ".join(f"{base}/" if str(base) != "." else "the current folder" for base in bases)
+        raise DataError(f"{key} {given}: no such attribute file (a relative path is looked for in {places})")
+
+
+def open_datasets(config: StarGanConfig, data_dir, world_size: int = 1,
+                  config_dir: Path | None = None) -> list[tuple[AttributeDataset, AttributeDataset]]:
+    """(train, test) per attribute file. `data_dir` (--data) replaces the first dataset's image_dir (and the
+    second's when image_dir_2 is unset). Relative paths of the config (DataPaths): image folders count
+    from the current folder, else from the config file's folder; attribute files from their image folder, else
+    the config file's folder, else the current folder. So `--data DIR` with `attr_path: list_attr.txt` finds
+    DIR/list_attr.txt from any working folder."""
+    paths = DataPaths(config_dir)
+    first = Path(data_dir) if data_dir is not None else paths.folder(config.image_dir)
+    specs = [(first, config.attr_path, config.selected_attrs)]
     if config.num_datasets == 2:
-        specs.append((config.image_dir_2 or specs[0][0], config.attr_path_2, config.selected_attrs_2))
+        specs.append((paths.folder(config.image_dir_2) or first, config.attr_path_2, config.selected_attrs_2))
     datasets = []
     for number, (image_dir, attr_path, selected) in enumerate(specs, start=1):
         suffix = "" if number == 1 else "_2"
         if image_dir is None or attr_path is None:
             raise ConfigError(f"StarGAN dataset {number}: set image_dir{suffix} (or pass --data) and "
                               f"attr_path{suffix} in the config")
+        attr_path = paths.attribute_file(attr_path, image_dir, f"attr_path{suffix}")
         train_set, test_set = open_attribute_dataset(
             image_dir, attr_path, selected, prep=preprocess(config), test_count=config.test_count,
             split_seed=config.split_seed, flip=config.flip, seed=config.seed, name=f"dataset{number}")

@@ -14,6 +14,8 @@ class StarGanFamily(TrainingFamily):
     config_class = StarGanConfig
     generator_keys = GENERATOR_KEYS
     snapshot_prefix = NAME
+    tiny_config = {"g_conv_dim": 8, "d_conv_dim": 8, "g_repeat_num": 1, "d_repeat_num": 3, "image_size": 32,
+                   "crop_size": 40, "selected_attrs": ["Black_Hair", "Blond_Hair", "Male"], "num_workers": 0}
     checkpoint_names = "munit-rt stargan_XXXXXXXX.pt, upstream NNNNNN-G.ckpt"
     upstream_defaults = True
 
@@ -29,6 +31,7 @@ class StarGanFamily(TrainingFamily):
     describe_checkpoint = delegate(f"{PACKAGE}.upstream:describe_checkpoint")
     open_training_data = delegate(f"{PACKAGE}.data:open_datasets")
     build_job = delegate(f"{PACKAGE}.trainer:build_job")
+    schedule = delegate(f"{PACKAGE}.trainer:schedule")  # num_iters
 
     def model_part(self, config: StarGanConfig) -> tuple:
         return (config.g_conv_dim, config.g_repeat_num, config.selected_attrs, config.selected_attrs_2)

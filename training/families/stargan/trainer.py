@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from munit_rt.training.engine.batches import CyclingBatches, EpochBatchSampler
 from munit_rt.training.engine.driver import Job
 from munit_rt.training.engine.trainer import FamilyTrainer
+from munit_rt.training.family import Schedule
 from munit_rt.training.families.stargan.config import NAME, StarGanConfig
 from munit_rt.training.families.stargan.data import AttributeDataset
 from munit_rt.training.families.stargan.model import build_discriminator, build_generator
@@ -169,3 +170,9 @@ def build_job(config: StarGanConfig, datasets: list[tuple[AttributeDataset, Attr
     trainer = StarGanTrainer(config).to(device)
     total = min(config.num_iters, config.max_iter) if config.max_iter is not None else config.num_iters
     return Job(trainer, CyclingBatches(loaders), display, total)
+
+
+def schedule(config: StarGanConfig, datasets: list, world_size: int) -> Schedule:
+    """The LR schedule's end: num_iters (the LR reaches 0 there)."""
+    return Schedule(config.num_iters, f"num_iters {config.num_iters}", "raise num_iters in the config (the LR "
+                    "falls to 0 over its last num_iters_decay iterations)")

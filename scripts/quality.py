@@ -8,9 +8,9 @@
 
 The untrained baseline has the same config, the trainer's init (config.init) and a fixed seed, exported to a
 temporary bundle, so the table shows what training changed. Random styles are the CLI's
-(munit_rt.styles.random_styles: seed + file name); inputs are a seeded sample of each list.
+(munit_rt.families.munit_styles.random_styles: seed + file name); inputs are a seeded sample of each list.
 
-    .venv/bin/python bench/quality.py [--model BUNDLE] [--limit 64] [--styles 8] [--seed 0] [--json out.json]
+    .venv/bin/python scripts/quality.py [--model BUNDLE] [--limit 64] [--styles 8] [--seed 0] [--json out.json]
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 # -- the two numbers (pure) ------------------------------------------------------------------------------
@@ -50,7 +49,7 @@ def reconstruction_l1(images: np.ndarray, reconstructions: np.ndarray) -> float:
 
 
 def to_unit(model_output: np.ndarray) -> np.ndarray:
-    """Model range [-1, 1] -> [0, 1], clipped as munit_rt.images.to_pixels does (without rounding)."""
+    """Model range [-1, 1] -> [0, 1], clipped as munit_rt.preprocess.to_pixels does (without rounding)."""
     return np.clip((np.asarray(model_output, np.float32) + 1.0) / 2.0, 0.0, 1.0)
 
 
@@ -75,18 +74,19 @@ def test_images(data: Path, list_file: Path, domain: str, limit: int, seed: int)
 def evaluate(bundle_dir: Path, images: dict[str, list[Path]], styles: int, seed: int) -> dict[str, dict]:
     """{direction: {diversity, recon_l1, inputs}} through the runtime API (ONNX Runtime, fp32)."""
     from munit_rt import Translator
-    from munit_rt.images import Preprocess, normalize, read_image
-    from munit_rt.styles import random_styles
+    from munit_rt.families.munit_styles import random_styles
+    from munit_rt.io.images import read_image
+    from munit_rt.preprocess import normalize
     from munit_rt.translator import DIRECTIONS
 
     results = {}
     with Translator(bundle_dir, backend="onnxruntime") as tr:
         bundle = tr.bundle
         for direction, (source, target) in DIRECTIONS.items():
-            prep = Preprocess.from_bundle(bundle.preprocess, bundle.domains[source], fit=bundle.spec.fit)
+            prep, channels = bundle.preprocess, bundle.model.domains[source]
             diversity, recon = [], []
             for path in images[source]:
-                x = normalize(read_image(path, prep), prep)[None]
+                x = normalize(read_image(path, prep, channels), prep)[None]
                 codes = random_styles(styles, tr.style_dim, seed, path.name)
                 diversity.append(pairwise_l1(to_unit(tr.translate(x, codes, direction)[0])))
                 content, style = tr.encode_content(x, source), tr.encode_style(x, source)
@@ -107,7 +107,7 @@ def untrained_bundle(config_dict: dict, seed: int, out_dir: Path) -> Path:
     from munit_rt.training.families.munit.init import weights_init
     from munit_rt.training.families.munit.model import AdaINGen
 
-    config = config_from_dict(config_dict, source="bundle manifest")
+    config = config_from_dict(dict(config_dict), source="bundle manifest", family="munit")
     torch.manual_seed(seed)
     gens = {d: AdaINGen(config.input_dim(d), config.gen).apply(weights_init(config.init)).eval() for d in "ab"}
     ckpt = out_dir / "gen_00000000.pt"
@@ -149,10 +149,10 @@ def main() -> None:
         raise SystemExit(f"error: {model} is a {bundle.family} bundle; these numbers are MUNIT's")
     images = {"a": test_images(args.data, args.list_a, "a", args.limit, args.seed),
               "b": test_images(args.data, args.list_b, "b", args.limit, args.seed)}
-    iteration = bundle.manifest.get("source_checkpoint", {}).get("iteration")
+    iteration = bundle.manifest.source.iteration
     rows = {f"trained ({iteration} it)": evaluate(bundle.path, images, args.styles, args.seed)}
     with tempfile.TemporaryDirectory() as tmp:
-        rows[f"untrained (seed {args.seed})"] = evaluate(untrained_bundle(bundle.manifest["config"], args.seed,
+        rows[f"untrained (seed {args.seed})"] = evaluate(untrained_bundle(bundle.manifest.config, args.seed,
                                                                           Path(tmp)), images, args.styles, args.seed)
     print(markdown_table(rows))
     if args.json:
