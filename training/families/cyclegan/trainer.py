@@ -22,7 +22,8 @@ from munit_rt.training.engine.driver import Job
 from munit_rt.training.engine.trainer import FamilyTrainer
 from munit_rt.training.families.cyclegan.config import NAME, CycleGanConfig
 from munit_rt.training.families.cyclegan.data import UnalignedDataset
-from munit_rt.training.families.cyclegan.model import build_discriminator, build_generator, init_weights
+from munit_rt.training.families.cyclegan.model import build_discriminator, build_generator
+from munit_rt.training.networks import gan_loss, init_weights, linear_decay_rule
 
 
 class ImagePool:
@@ -58,19 +59,6 @@ class ImagePool:
         self.rng.set_state(state["rng"])
 
 
-def linear_decay_rule(config: CycleGanConfig):
-    """Upstream `lambda_rule` (epoch_count 1): the LR factor for 0-based epoch `epoch`."""
-    return lambda epoch: 1.0 - max(0, epoch + 1 - config.n_epochs) / float(config.n_epochs_decay + 1)
-
-
-def gan_loss(prediction: torch.Tensor, target_is_real: bool, mode: str) -> torch.Tensor:
-    """LSGAN: MSE to 1 / 0; 'vanilla': BCE with logits."""
-    target = torch.full_like(prediction, 1.0 if target_is_real else 0.0)
-    if mode == "lsgan":
-        return F.mse_loss(prediction, target)
-    return F.binary_cross_entropy_with_logits(prediction, target)
-
-
 class CycleGanTrainer(FamilyTrainer):
     family = NAME
 
@@ -87,8 +75,8 @@ class CycleGanTrainer(FamilyTrainer):
         adam = dict(lr=config.lr, betas=(config.beta1, config.beta2))
         self.optimizer_G = torch.optim.Adam(itertools.chain(self.netG_A.parameters(), self.netG_B.parameters()), **adam)
         self.optimizer_D = torch.optim.Adam(itertools.chain(self.netD_A.parameters(), self.netD_B.parameters()), **adam)
-        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, linear_decay_rule(config))
-                           for opt in (self.optimizer_G, self.optimizer_D)]
+        rule = linear_decay_rule(config.n_epochs, config.n_epochs_decay)
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, rule) for opt in (self.optimizer_G, self.optimizer_D)]
 
     def generators(self) -> dict[str, nn.Module]:
         return {"G_A": self.netG_A, "G_B": self.netG_B}

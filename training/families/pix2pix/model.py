@@ -36,8 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-# Upstream's norm table and PatchGAN are shared with CycleGAN (the same networks.py): one definition.
-from munit_rt.training.cyclegan import NLayerDiscriminator, conv_bias, get_norm_layer
+from munit_rt.training.networks import NLayerDiscriminator, conv_bias, get_norm_layer
 
 NETG_DOWNS = {"unet_128": 7, "unet_256": 8}  # upstream's netG names -> num_downs
 MIN_DOWNS = 5  # the innermost block, three channel-reducing blocks and the outermost one
