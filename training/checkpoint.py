@@ -151,14 +151,17 @@ def _munit_rt_checkpoint(path: Path, obj: dict, meta: dict, config: Any) -> Chec
 
 
 def _detect(path: Path, obj: Any) -> Detection:
-    """The first family that recognises the plain file; refusals and unknown files are CheckpointErrors."""
+    """The first family that recognises a generator in the plain file; a file only refused (by one family or
+    several, whose lines are joined) and unknown files are CheckpointErrors."""
+    refusals = []
     for family in registry.families().values():
         found = family.detect(obj, path)
-        if found is None:
-            continue
-        if found.refusal:
-            raise CheckpointError(f"{path}: {found.refusal}")
-        return found
+        if found is not None and not found.refusal:
+            return found
+        if found is not None:
+            refusals.append(found.refusal)
+    if refusals:
+        raise CheckpointError(f"{path}: {'; or '.join(refusals)}")
     first = registry.default_family()  # the family most files are: named first
     others = "".join(f", nor a {f.title} generator ({f.checkpoint_names})" for f in registry.families().values()
                      if f is not first)
@@ -187,10 +190,10 @@ def _upstream_checkpoint(loaded: list[tuple[Path, Any]], detections: list[Detect
                 raise CheckpointError(f"{files[key]}, {path}: both files hold {key}; a pair is "
                                       f"{family.pair_files}")
             state_dicts[key], files[key] = state, str(path)
-    if given is None and family.upstream_defaults:
-        resolved, config_source = family.config_class(), "defaults"
+    if given is None:
+        resolved, config_source = family.upstream_config(state_dicts)
     else:
-        resolved, config_source = given, "given" if given is not None else "none"
+        resolved, config_source = given, "given"
     digest = hashlib.sha256("".join(file_sha256(p) for p, _ in loaded).encode()).hexdigest() \
         if len(loaded) > 1 else file_sha256(first)
     return Checkpoint(path=first, family=family.name, config=resolved,

@@ -22,7 +22,7 @@ def format_rows(rows: Iterable[tuple[str, str]]) -> list[str]:
 
 def describe_generators(ckpt: Checkpoint, config_path: str | Path | None, *, summary_keys: tuple[str, ...],
                         infer: Callable[[dict], dict[str, Any]], extra_rows: Iterable[tuple[str, str]] = ()) -> str:
-    """Family, source, iteration, config (stored, given, or upstream defaults vs. the inferred shapes), the
+    """Family, source, iteration, config (stored, given, inferred, or upstream defaults vs. the inferred shapes), the
     config's `summary_keys`, and parameters per generator. Upstream files without --config never fail on a
     shape mismatch: they say whether the defaults fit."""
     lines = [("file", ", ".join(ckpt.meta.get("files", {}).values()) or str(ckpt.path)), ("family", ckpt.family),
@@ -35,11 +35,15 @@ def describe_generators(ckpt: Checkpoint, config_path: str | Path | None, *, sum
                       else f"from --config {config_path}"))
     else:
         inferred = infer(next(iter(ckpt.state_dicts.values())))
-        try:
+        if ckpt.meta.get("config_source") == "inferred":  # the shapes fix the architecture: the config is theirs
             load_generators(ckpt)
-            verdict = "upstream defaults, which fit the weights"
-        except CheckpointError:
-            verdict = "upstream defaults do NOT fit the weights; pass --config"
+            verdict = "the architecture is inferred from the tensor shapes, other keys are upstream defaults"
+        else:
+            try:
+                load_generators(ckpt)
+                verdict = "upstream defaults, which fit the weights"
+            except CheckpointError:
+                verdict = "upstream defaults do NOT fit the weights; pass --config"
         lines.append(("config", f"not stored; {verdict} (inferred from tensor shapes: "
                                 + " ".join(f"{k}={v}" for k, v in inferred.items()) + ")"))
     summary = " ".join(f"{key}={_show(getattr(ckpt.config, key))}" for key in summary_keys
