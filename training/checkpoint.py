@@ -8,10 +8,12 @@ A munit-rt generator file is the upstream layout plus one block, so upstream too
     gen_%08d.pt        keys a, b    (MUNIT; official NVlabs names)
     cyclegan_%08d.pt   keys G_A, G_B
     stargan_%08d.pt    key G
+    pix2pix_%08d.pt    key G
 
 Plain files carry no config and no family: each registered family's `detect` says whether a file is one of its
-upstream files (official NVlabs gen_*.pt, junyanz latest_net_G_A.pth / _G_B.pth, yunjey NNNNNN-G.ckpt). The
-caller passes the config they were trained with; families with upstream defaults assume those without one.
+upstream files (official NVlabs gen_*.pt, junyanz latest_net_G_A.pth / _G_B.pth / latest_net_G.pth, yunjey
+NNNNNN-G.ckpt). The caller passes the config they were trained with; without one, the family's
+`upstream_config` decides: upstream's defaults, a config inferred from the tensor shapes, or none (an error).
 """
 from __future__ import annotations
 
@@ -141,13 +143,14 @@ def _munit_rt_checkpoint(path: Path, obj: dict, meta: dict, config: Any) -> Chec
     if given is not None and family.model_part(given) != family.model_part(stored):
         raise CheckpointError(f"{path}: --config disagrees with the config stored in the checkpoint; "
                               "leave --config out for munit-rt checkpoints")
+    # a given config that fits the weights is used: it may set what they do not fix (pix2pix's test mode, say)
     missing = [key for key in family.generator_keys if key not in obj]
     if missing:
         raise CheckpointError(f"{path}: {family.name} checkpoint without the '{missing[0]}' weights")
-    return Checkpoint(path=path, family=family.name, config=stored,
+    return Checkpoint(path=path, family=family.name, config=stored if given is None else given,
                       state_dicts={key: obj[key] for key in family.generator_keys},
                       iteration=meta.get("iteration"), source_format="munit-rt", sha256=file_sha256(path),
-                      meta=meta)
+                      meta={**meta, "config_source": "stored" if given is None else "given"})
 
 
 def _detect(path: Path, obj: Any) -> Detection:
@@ -212,5 +215,5 @@ def source_files(ckpt: Checkpoint) -> dict[str, Any]:
         path = Path(path_text)
         digest = ckpt.sha256 if len(by_file) == 1 else file_sha256(path)
         files.append({"name": path.name, "path": str(path.resolve()), "sha256": digest, "generators": keys})
-    config_source = "stored" if ckpt.source_format == "munit-rt" else ckpt.meta.get("config_source", "given")
+    config_source = ckpt.meta.get("config_source", "given")
     return {"config_source": config_source, "files": files}

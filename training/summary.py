@@ -48,7 +48,8 @@ def describe_generators(ckpt: Checkpoint, config_path: str | Path | None, *, sum
                                 + " ".join(f"{k}={v}" for k, v in inferred.items()) + ")"))
     summary = " ".join(f"{key}={_show(getattr(ckpt.config, key))}" for key in summary_keys
                        if getattr(ckpt.config, key) != ())
-    lines.append(("  model" if configured else "  defaults", summary))
+    inferred_config = ckpt.meta.get("config_source") == "inferred"
+    lines.append(("  model" if configured or inferred_config else "  defaults", summary))
     lines += list(extra_rows)
     counts = {key: sum(t.numel() for k, t in state.items() if k.rsplit(".", 1)[-1] not in BUFFER_LEAVES)
               for key, state in ckpt.state_dicts.items()}
