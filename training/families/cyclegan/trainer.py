@@ -15,9 +15,8 @@ import itertools
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
 
-from munit_rt.training.engine.batches import CyclingBatches, EpochBatchSampler
+from munit_rt.training.engine.batches import CyclingBatches, epoch_loader
 from munit_rt.training.engine.driver import Job
 from munit_rt.training.engine.trainer import FamilyTrainer
 from munit_rt.training.families.cyclegan.config import NAME, CycleGanConfig
@@ -181,10 +180,8 @@ def build_job(config: CycleGanConfig, data: tuple[UnalignedDataset, UnalignedDat
     """The trainer, this rank's shard of each epoch, and the display images; `max_iter` stops early (the LR
     schedule still follows the epochs)."""
     train_set, display_set = data
-    sampler = EpochBatchSampler(len(train_set), config.batch_size, config.seed, NAME, dist.rank, dist.world_size)
-    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.num_workers,
-                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
-    trainer = CycleGanTrainer(config, iters_per_epoch=len(sampler)).to(device)
-    total = len(sampler) * (config.n_epochs + config.n_epochs_decay)
+    loader = epoch_loader(train_set, config, NAME, device, dist)
+    trainer = CycleGanTrainer(config, iters_per_epoch=len(loader)).to(device)
+    total = len(loader) * (config.n_epochs + config.n_epochs_decay)
     total = min(total, config.max_iter) if config.max_iter is not None else total
     return Job(trainer, CyclingBatches({"AB": loader}), display_set.display(config.display_size), total)
