@@ -25,8 +25,8 @@ F = torch.nn.functional
 from munit_rt.training.families.pix2pix.graphs import (  # noqa: E402
     TrainModeReference, generator_graph, parity_images, parity_sizes)
 from munit_rt.training.families.pix2pix.model import (  # noqa: E402
-    UnetGenerator, build_discriminator, build_generator, inference_generator, infer_architecture, looks_like_unet,
-    remap_pix2pix)
+    UnetGenerator, inference_generator, infer_architecture, looks_like_unet, patch_discriminator, unet_generator)
+from munit_rt.training.families.pix2pix.upstream import remap_pix2pix  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EPS = 1e-5
@@ -178,19 +178,19 @@ def test_unet_matches_reference_in_both_modes(num_downs, norm, dropout):
 
 def test_dropout_layers_where_upstream_puts_them():
     for netG, num_downs in (("unet_128", 7), ("unet_256", 8)):
-        model = build_generator(netG, ngf=NGF)
+        model = unet_generator(netG, ngf=NGF)
         assert sum(isinstance(m, torch.nn.Dropout) for m in model.modules()) == num_downs - 5
         assert all(m.p == 0.5 for m in model.modules() if isinstance(m, torch.nn.Dropout))
-        without = build_generator(netG, ngf=NGF, no_dropout=True)
+        without = unet_generator(netG, ngf=NGF, no_dropout=True)
         assert not any(isinstance(m, torch.nn.Dropout) for m in without.modules())
 
 
 def test_upstream_parameter_counts_at_full_width():
     """Upstream prints 54.414 M for pix2pix's unet_256 G and 2.769 M for its basic D (ngf = ndf = 64)."""
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert round(count(build_generator("unet_256")) / 1e6, 3) == 54.414
-    assert round(count(build_discriminator(3, 3)) / 1e6, 3) == 2.769
-    assert build_discriminator(3, 1).model[0].in_channels == 4  # judges the (A, B) pair
+    assert round(count(unet_generator("unet_256")) / 1e6, 3) == 54.414
+    assert round(count(patch_discriminator(3, 3)) / 1e6, 3) == 2.769
+    assert patch_discriminator(3, 1).model[0].in_channels == 4  # judges the (A, B) pair
 
 
 # --------------------------------------------------------------------------------------- (b) state dicts
@@ -247,7 +247,7 @@ def test_infer_architecture(num_downs, norm):
 
 
 def test_unet_is_told_from_a_resnet_generator():
-    from munit_rt.training.cyclegan import ResnetGenerator
+    from munit_rt.training.families.cyclegan.model import ResnetGenerator
 
     assert looks_like_unet(upstream_state(7, "batch"))
     resnet = ResnetGenerator(3, 3, 4, "instance", False, 2).state_dict()

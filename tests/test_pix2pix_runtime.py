@@ -1,60 +1,62 @@
 """pix2pix through the runtime: a bundle opened by the registry, `Translator.generate`, `munit-rt translate`,
-`info` and the Triton layout.
+`info`, the Triton layout, and the manifest checks of the runtime family.
 
-The bundle is assembled here by hand from the generator graph (ONNX as export/onnx_export.py traces it) and the
-family's manifest keys, the way `munit-rt export` will write it once the torch-side family is registered; the
-runtime reads it like any other. The generator: unet_128, ngf 2, batch norm with running statistics away from
-(0, 1), trained BtoA from a 1-channel domain b to a 3-channel domain a, exported with eval false.
+The bundle is exported here by `munit-rt export` from an upstream-format `latest_net_G.pth` (the state dict of
+the independent re-statement in test_pix2pix_model) with a config in upstream option names: unet_128, ngf 2,
+batch norm with running statistics away from (0, 1), trained BtoA from a 1-channel domain b to a 3-channel
+domain a, exported with eval false. Expected outputs come from the training module in its eval-false form.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
 import pytest
-from conftest import translate  # noqa: E402
+from conftest import translate, write_yaml  # noqa: E402
 from PIL import Image
 
 torch = pytest.importorskip("torch", reason="the expected outputs come from the training module")
 pytest.importorskip("onnx", reason="the graph is exported here (pip install 'munit-rt[export]')")
 
 from munit_rt.errors import InputError  # noqa: E402
-from munit_rt.training.families.pix2pix.graphs import (  # noqa: E402
-    generator_graph, inference_preprocess, manifest_keys)
-from munit_rt.training.families.pix2pix.model import UnetGenerator  # noqa: E402
-from test_pix2pix_model import export_onnx, upstream_state  # noqa: E402
+from munit_rt.training.families.pix2pix.model import UnetGenerator, inference_generator  # noqa: E402
+from test_pix2pix_model import upstream_state  # noqa: E402
 
 SIZE = 128  # unet_128's multiple and crop_size
+CONFIG = {"family": "pix2pix", "netG": "unet_128", "ngf": 2, "norm": "batch", "input_nc": 1, "output_nc": 3,
+          "direction": "BtoA", "eval": False, "load_size": 142, "crop_size": SIZE}
 
 
 @pytest.fixture(scope="module")
 def pix2pix(tmp_path_factory):
+    from click.testing import CliRunner
+
+    from munit_rt.cli import cli
+
     root = tmp_path_factory.mktemp("pix2pix_rt")
+    state = upstream_state(7, "batch", input_nc=1, output_nc=3)
+    torch.save(state, root / "latest_net_G.pth")
     model = UnetGenerator(1, 3, 7, 2, "batch", use_dropout=True)
-    model.load_state_dict(upstream_state(7, "batch", input_nc=1, output_nc=3), strict=True)
-    spec = generator_graph(model, eval_mode=False, direction="BtoA")
+    model.load_state_dict(state, strict=True)
     bundle = root / "pix2pix.bundle"
-    (bundle / "fp32").mkdir(parents=True)
-    data = export_onnx(spec)
-    (bundle / "fp32" / "generator.onnx").write_bytes(data)
-    sha = hashlib.sha256(data).hexdigest()
-    manifest = {
-        "schema_version": 2, "format": "munit-rt-bundle", "family": "pix2pix", "munit_rt_version": "test",
-        "created": "2026-01-01T00:00:00Z", "config": {"netG": "unet_128", "ngf": 2, "norm": "batch", "input_nc": 1,
-                                                       "output_nc": 3, "direction": "BtoA", "eval": False},
-        **manifest_keys(model, eval_mode=False, direction="BtoA"),
-        "preprocess": inference_preprocess(SIZE, 7).to_dict(), "spatial_multiple": SIZE, "opset": 18,
-        "precisions": ["fp32"],
-        "graphs": {"generator": {"role": "generator", "domain": None,
-                                 "inputs": [t.to_dict() for t in spec.inputs],
-                                 "outputs": [t.to_dict() for t in spec.outputs],
-                                 "files": {"fp32": {"path": "fp32/generator.onnx", "sha256": sha, "bytes": len(data)}},
-                                 **spec.manifest_fields}},
-        "files": {"fp32/generator.onnx": sha},
-    }
-    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return {"bundle": bundle, "module": spec.module, "manifest": manifest}
+    result = CliRunner().invoke(cli, ["export", str(root / "latest_net_G.pth"), "--config",
+                                      str(write_yaml(root / "p2p.yaml", CONFIG)), "-o", str(bundle),
+                                      "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    return {"bundle": bundle, "module": inference_generator(model, eval_mode=False), "manifest": manifest}
+
+
+def test_manifest_records_direction_and_test_mode(pix2pix):
+    m = pix2pix["manifest"]
+    assert (m["family"], m["direction"], m["spatial_multiple"]) == ("pix2pix", "BtoA", SIZE)
+    assert m["domains"] == {"a": {"channels": 3}, "b": {"channels": 1}}
+    assert m["generator"] == {"graph": "generator", "netG": "unet_128", "num_downs": 7, "norm": "batch",
+                              "eval": False}
+    assert (m["config"]["eval"], m["config"]["direction"], m["source_checkpoint"]["config_source"]) == \
+        (False, "BtoA", "given")
+    assert m["preprocess"]["resize"] == "square" and "crop_size" not in m["preprocess"]  # the largest square
+    assert m["graphs"]["generator"]["inputs"][0]["shape"] == ["N", 1, "H", "W"]
 
 
 def test_translator_generates_one_output_per_image(pix2pix):

@@ -9,31 +9,26 @@ the exported graph has no dropout in either mode (deterministic outputs), and th
 false is upstream's own training-mode BatchNorm run on each image alone (`TrainModeReference`), so the
 InstanceNormalization rewrite is checked against the module it replaces, not against itself.
 
-Preprocessing at translate time (`inference_preprocess`): the largest centred square of a photo, resized to
-crop_size x crop_size with bicubic resampling (upstream's filter). Upstream's test resizes the whole image to
-load_size x load_size (load_size = crop_size at test), aspect ratio not kept; on its square datasets (facades,
-edges2shoes, maps) both give the same pixels, and on other photos cropping keeps shapes undistorted.
-
 Parity cases: batch 1 and 3 at the smallest valid sizes, m x m and m x 2m (m the multiple); tracing at
 2m x m (batch 2), which no case uses, so a size frozen into the graph cannot hide.
 """
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from munit_rt.preprocess import Preprocess
+from munit_rt.training.families.pix2pix.config import GENERATOR_KEYS, Pix2PixConfig
 from munit_rt.training.families.pix2pix.model import UnetGenerator, inference_generator, spatial_multiple
-from munit_rt.training.family import GraphSpec, ParityCase, TensorSpec
+from munit_rt.training.family import Checkpoint, GraphSpec, ParityCase, TensorSpec
+from munit_rt.training.graphs import BATCH_SIZES, EXPORT_BATCH
 
 GRAPH = "generator"
-GENERATOR_KEY = "G"                                      # upstream's latest_net_G.pth
+GENERATOR_KEY = GENERATOR_KEYS[0]                        # upstream's latest_net_G.pth
 DIRECTIONS = {"AtoB": ("a", "b"), "BtoA": ("b", "a")}    # upstream --direction -> (source, target) domain
-EXPORT_BATCH = 2                                         # not 1: a size-1 trace can bake the batch into reshapes
-PARITY_BATCHES = (1, 3)
 
 
 class TrainModeReference(nn.Module):
@@ -91,7 +86,7 @@ def generator_graph(generator: UnetGenerator, *, eval_mode: bool, direction: str
 
     def cases(rng: np.random.Generator) -> list[ParityCase]:
         return [ParityCase(batch, {"image": parity_images(rng, batch, input_nc, height, width)}, height, width)
-                for batch in PARITY_BATCHES for height, width in parity_sizes(num_downs)]
+                for batch in BATCH_SIZES for height, width in parity_sizes(num_downs)]
 
     example = torch.randn(EXPORT_BATCH, input_nc, *trace_size(num_downs), generator=torch.Generator().manual_seed(0))
     return GraphSpec(
@@ -102,20 +97,12 @@ def generator_graph(generator: UnetGenerator, *, eval_mode: bool, direction: str
         reference=None if eval_mode else TrainModeReference(generator))
 
 
-def inference_preprocess(crop_size: int, num_downs: int) -> Preprocess:
-    """The bundle's preprocessing description (see the module docstring); crop_size a multiple of 2**num_downs."""
-    multiple = spatial_multiple(num_downs)
-    if crop_size < multiple or crop_size % multiple:
-        raise ValueError(f"crop_size {crop_size} is not a multiple of {multiple}, which a U-Net of {num_downs} "
-                         "blocks needs")
-    return Preprocess(resize="square", size=crop_size, resample="bicubic", multiple=multiple, fit="crop")
-
-
-def describe_graphs(gens: dict[str, nn.Module], *, eval_mode: bool, direction: str = "AtoB") -> list[GraphSpec]:
-    """What `TrainingFamily.graphs` returns for a pix2pix checkpoint: {"G": UnetGenerator} -> one graph."""
+def describe_graphs(gens: dict[str, nn.Module], config: Pix2PixConfig, **_options: Any) -> list[GraphSpec]:
+    """What `TrainingFamily.graphs` returns for a pix2pix checkpoint: {"G": UnetGenerator} -> one graph, in the
+    config's test mode (`eval`) and direction (export options of other families ignored)."""
     if GENERATOR_KEY not in gens:
         raise ValueError(f"no pix2pix generator to export (expected {GENERATOR_KEY}, got {', '.join(gens) or 'none'})")
-    return [generator_graph(gens[GENERATOR_KEY], eval_mode=eval_mode, direction=direction)]
+    return [generator_graph(gens[GENERATOR_KEY], eval_mode=config.eval, direction=config.direction)]
 
 
 def manifest_keys(generator: UnetGenerator, *, eval_mode: bool, direction: str) -> dict:
@@ -127,3 +114,7 @@ def manifest_keys(generator: UnetGenerator, *, eval_mode: bool, direction: str) 
             "direction": direction,
             "generator": {"graph": GRAPH, "netG": f"unet_{spatial_multiple(generator.num_downs)}",
                           "num_downs": generator.num_downs, "norm": generator.norm, "eval": eval_mode}}
+
+
+def manifest_model(ckpt: Checkpoint, gens: dict[str, nn.Module], graphs: dict[str, dict]) -> dict[str, Any]:
+    return manifest_keys(gens[GENERATOR_KEY], eval_mode=ckpt.config.eval, direction=ckpt.config.direction)

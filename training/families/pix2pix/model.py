@@ -36,11 +36,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from munit_rt.training.networks import NLayerDiscriminator, conv_bias, get_norm_layer
+from munit_rt.training.families.pix2pix.config import GENERATOR_KEYS, NETG_DOWNS, Pix2PixConfig
+from munit_rt.training.networks import NORMS, NLayerDiscriminator, conv_bias, get_norm_layer
 
-NETG_DOWNS = {"unet_128": 7, "unet_256": 8}  # upstream's netG names -> num_downs
 MIN_DOWNS = 5  # the innermost block, three channel-reducing blocks and the outermost one
-NORMS = ("batch", "instance", "none")
 
 
 def spatial_multiple(num_downs: int) -> int:
@@ -109,8 +108,8 @@ class UnetGenerator(nn.Module):
         return self.model(x)
 
 
-def build_generator(netG: str = "unet_256", input_nc: int = 3, output_nc: int = 3, ngf: int = 64,
-                    norm: str = "batch", no_dropout: bool = False) -> UnetGenerator:
+def unet_generator(netG: str = "unet_256", input_nc: int = 3, output_nc: int = 3, ngf: int = 64,  # noqa: N803
+                   norm: str = "batch", no_dropout: bool = False) -> UnetGenerator:
     """Upstream `define_G` for the U-Nets, in its option names (pix2pix default: dropout on)."""
     if netG not in NETG_DOWNS:
         raise ValueError(f"unsupported netG {netG!r} for pix2pix; expected one of {', '.join(NETG_DOWNS)}")
@@ -119,11 +118,23 @@ def build_generator(netG: str = "unet_256", input_nc: int = 3, output_nc: int = 
     return UnetGenerator(input_nc, output_nc, NETG_DOWNS[netG], ngf, norm, use_dropout=not no_dropout)
 
 
-def build_discriminator(input_nc: int = 3, output_nc: int = 3, ndf: int = 64, n_layers_D: int = 3,
+def patch_discriminator(input_nc: int = 3, output_nc: int = 3, ndf: int = 64, n_layers: int = 3,
                         norm: str = "batch") -> NLayerDiscriminator:
-    """Upstream netD 'basic' (n_layers_D 3: the 70x70 PatchGAN) judging the (A, B) pair concatenated along
+    """Upstream netD 'basic' (n_layers 3: the 70x70 PatchGAN) judging the (A, B) pair concatenated along
     channels, so it sees input_nc + output_nc channels."""
-    return NLayerDiscriminator(input_nc + output_nc, ndf, n_layers_D, norm)
+    return NLayerDiscriminator(input_nc + output_nc, ndf, n_layers, norm)
+
+
+def build_generator(config: Pix2PixConfig, key: str = "G") -> UnetGenerator:
+    """The generator of a config: input_nc channels in (the source domain of `direction`), output_nc out."""
+    if key not in GENERATOR_KEYS:
+        raise ValueError(f"unknown pix2pix generator {key!r}; expected one of {GENERATOR_KEYS}")
+    return unet_generator(config.netG, config.input_nc, config.output_nc, config.ngf, config.norm,
+                          config.no_dropout)
+
+
+def build_discriminator(config: Pix2PixConfig) -> NLayerDiscriminator:
+    return patch_discriminator(config.input_nc, config.output_nc, config.ndf, config.d_layers, config.norm)
 
 
 # ------------------------------------------------------------------------------------------ test time
@@ -203,20 +214,3 @@ def infer_architecture(state: dict) -> UnetArchitecture:
         norm = "none"
     return UnetArchitecture(input_nc=int(first.shape[1]), output_nc=int(last.shape[1]), ngf=int(first.shape[0]),
                             num_downs=len(block_prefixes(state)), norm=norm)
-
-
-def remap_pix2pix(state: dict, model: nn.Module) -> dict:
-    """Upstream's `__patch_instance_norm_state_dict` as a pure function: files saved before PyTorch 0.4 hold
-    running_mean / running_var (and later num_batches_tracked) for InstanceNorm layers that track nothing;
-    those keys are dropped. The result is a plain dict: without the file's `_metadata`, PyTorch treats
-    BatchNorm entries as old and fills a missing num_batches_tracked, as upstream's `del _metadata` does."""
-    modules = dict(model.named_modules())
-    kept = {}
-    for key, value in state.items():
-        owner, _, leaf = key.rpartition(".")
-        module = modules.get(owner)
-        stale = isinstance(module, nn.InstanceNorm2d) and (
-            leaf == "num_batches_tracked" or leaf in ("running_mean", "running_var") and getattr(module, leaf) is None)
-        if not stale:
-            kept[key] = value
-    return kept
