@@ -13,6 +13,8 @@ Sobel gradient magnitude, non-maximum suppression along the gradient, then a dou
 The thresholds adapt to each photo (high: the --edge-percentile of the gradient magnitude; low: 0.4 x high),
 so faces of any contrast give lines of similar density. Inputs munit-rt cannot read are skipped with the
 reason; the source folder is only read (keep OUT outside the repository: runs/ is ignored by git).
+With --halves, each split's A and B halves are written alone too, to OUT/<split>A and OUT/<split>B (edges to
+translate with a trained model, and the photos to compare with).
 """
 from __future__ import annotations
 
@@ -120,8 +122,9 @@ def split_of(count: int, val: float, test: float, seed: int) -> list[str]:
 
 
 def make_pairs(source: Path, out: Path, size: int = 256, val: float = 0.05, test: float = 0.05, seed: int = 0,
-               percentile: float = 90.0) -> dict[str, int]:
-    """Write the pairs of every photo under `source`; returns the number written per split."""
+               percentile: float = 90.0, halves: bool = False) -> dict[str, int]:
+    """Write the pairs of every photo under `source` (and with `halves` each half alone); returns the number
+    written per split."""
     photos = find_images([source])
     prep = Preprocess(resize="square", size=size, resample="bicubic")
     counts = dict.fromkeys(SPLITS, 0)
@@ -136,9 +139,13 @@ def make_pairs(source: Path, out: Path, size: int = 256, val: float = 0.05, test
         except InputError as exc:
             print(f"skipped {photo.relpath}: {exc}", file=sys.stderr)
             continue
-        folder = out / split
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(make_pair(pixels, percentile)).save(folder / name)
+        pair = make_pair(pixels, percentile)
+        images = {split: pair}
+        if halves:
+            images.update({f"{split}A": pair[:, :size], f"{split}B": pair[:, size:]})
+        for folder, image in images.items():
+            (out / folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(out / folder / name)
         written.add(name)
         counts[split] += 1
     return counts
@@ -154,12 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     parser.add_argument("--edge-percentile", type=float, default=90.0,
                         help="high threshold: this percentile of the gradient magnitude (default 90)")
+    parser.add_argument("--halves", action="store_true",
+                        help="also write the A and B halves alone, to OUT/<split>A and OUT/<split>B")
     args = parser.parse_args(argv)
     if not args.source.is_dir():
         parser.error(f"{args.source}: not a folder")
     if args.size < 2 or not (0 <= args.val and 0 <= args.test and args.val + args.test <= 1):
         parser.error("--size must be >= 2; --val and --test fractions >= 0 that add up to at most 1")
-    counts = make_pairs(args.source, args.out, args.size, args.val, args.test, args.seed, args.edge_percentile)
+    counts = make_pairs(args.source, args.out, args.size, args.val, args.test, args.seed, args.edge_percentile,
+                        args.halves)
     print(", ".join(f"{split}: {n}" for split, n in counts.items()) + f" pairs in {args.out}")
     return 0 if sum(counts.values()) else 1
 

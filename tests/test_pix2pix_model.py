@@ -332,12 +332,16 @@ def test_make_pairs_writes_aligned_edges_and_photos(tmp_path):
     size = 24
     out = tmp_path / "pairs"
     run = subprocess.run([sys.executable, str(REPO / "scripts" / "make_pairs.py"), str(source), "-o", str(out),
-                          "--size", str(size), "--val", "0.34", "--test", "0.34"], capture_output=True, text=True)
+                          "--size", str(size), "--val", "0.34", "--test", "0.34", "--halves"], capture_output=True,
+                         text=True)
     assert run.returncode == 0, run.stderr
-    written = sorted(out.glob("*/*.png"))
+    written = sorted(p for p in out.glob("*/*.png") if p.parent.name in ("train", "val", "test"))
     assert sorted(p.parent.name for p in written) == ["test", "train", "val"]
     for path in written:
         pair = np.asarray(Image.open(path))
+        for index, half in enumerate("AB"):  # --halves: each half alone too
+            alone = np.asarray(Image.open(out / f"{path.parent.name}{half}" / path.name))
+            assert np.array_equal(alone, pair[:, index * size:(index + 1) * size])
         assert pair.shape == (size, 2 * size, 3)
         photo = Image.open(source / (path.stem + (".jpg" if path.stem == "photo0" else ".png"))).convert("RGB")
         side = min(photo.size)  # the largest centred square, then bicubic to size x size
