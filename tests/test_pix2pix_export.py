@@ -107,9 +107,9 @@ def test_old_key_files_export(tmp_path):
     torch.save(stale_instance_norm_buffers(instance, 7), tmp_path / "instance" / "latest_net_G.pth")
     torch.save(batch, tmp_path / "batch" / "latest_net_G.pth")
     eval_true = write_yaml(tmp_path / "eval.yaml", {"family": "pix2pix", "eval": True, "ngf": NGF})
-    for folder, args, state, num_downs, norm, eval_mode in (("instance", [], instance, 7, "instance", False),
-                                                            ("batch", [], batch, 8, "batch", False),
-                                                            ("batch", ["--config", eval_true], batch, 8, "batch", True)):
+    cases = (("instance", [], instance, 7, "instance", False), ("batch", [], batch, 8, "batch", False),
+             ("batch", ["--config", eval_true], batch, 8, "batch", True))
+    for folder, args, state, num_downs, norm, eval_mode in cases:
         bundle = tmp_path / f"{folder}_{eval_mode}.bundle"
         result = run_export(tmp_path / folder / "latest_net_G.pth", *args, "-o", bundle)
         assert result.exit_code == 0, result.output
