@@ -270,6 +270,8 @@ def _release() -> None:
 def measure(bundle: Any, settings: dict[str, Any], checkpoint: Path | None) -> dict[str, Any]:
     from munit_rt.backends.onnxruntime import physical_cores
 
+    multiple = bundle.manifest.spatial_multiple  # the size must suit the bundle (e.g. a U-Net's 2**depth)
+    settings["size"] = max(multiple, round(settings["size"] / multiple) * multiple)
     per_row = flops_per_row(bundle, settings["size"])
     results: dict[str, Any] = {"settings": settings, "configs": {}, "skipped": [], "results": [],
                                "graphs": {name: {"gflop_per_row": count.total / 1e9, **count.to_dict()}

@@ -26,13 +26,15 @@ def export_bundle(ckpt_path: str | Path | Sequence[str | Path], out_dir: str | P
     Args:
         ckpt_path: one checkpoint file, or a list of two for an upstream CycleGAN pair (G_A and G_B, told
             apart by `G_B` in the file name). Accepted: MUNIT `gen_XXXXXXXX.pt` (munit-rt, config inside, or
-            official NVlabs, needs `config`); munit-rt `cyclegan_/stargan_XXXXXXXX.pt` (config inside);
-            upstream junyanz `latest_net_G_A.pth` / `latest_net_G_B.pth` and yunjey `NNNNNN-G.ckpt` (plain
-            state dicts: `config`, else the family's upstream defaults).
+            official NVlabs, needs `config`); munit-rt `cyclegan_/stargan_/pix2pix_XXXXXXXX.pt` (config
+            inside); upstream junyanz `latest_net_G_A.pth` / `latest_net_G_B.pth` / `latest_net_G.pth` and
+            yunjey `NNNNNN-G.ckpt` (plain state dicts: `config`, else the family's upstream defaults, or for a
+            pix2pix U-Net the architecture its shapes fix).
         out_dir: bundle directory; default `<ckpt stem>.bundle` beside the (first) checkpoint, for a pair
             without the `_G_A` suffix (`latest_net.bundle`).
-        config: YAML path or config object (MunitConfig, CycleGanConfig, StarGanConfig) for files that store
-            none; for munit-rt files it must agree with the stored one.
+        config: YAML path or config object (MunitConfig, CycleGanConfig, StarGanConfig, Pix2PixConfig) for files
+            that store none; for munit-rt files it must agree with the stored one on what the weights fix, and
+            is then used (e.g. for pix2pix's test mode `eval`).
         precision: "fp32", "fp16" or "both" (FP16 graphs keep FP32 inputs and outputs).
         opset: ONNX opset (default 18, at least 17).
         atol: max abs error allowed between each FP32 graph and PyTorch.

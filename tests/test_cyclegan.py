@@ -17,8 +17,9 @@ from munit_rt.training.config import config_from_dict, load_config
 from munit_rt.training.engine.driver import train
 from munit_rt.training.errors import CheckpointError, ConfigError
 from munit_rt.training.families.cyclegan.config import CycleGanConfig
-from munit_rt.training.families.cyclegan.model import NLayerDiscriminator, ResnetGenerator, round_to_multiple
-from munit_rt.training.families.cyclegan.trainer import CycleGanTrainer, ImagePool, linear_decay_rule
+from munit_rt.training.families.cyclegan.model import ResnetGenerator, round_to_multiple
+from munit_rt.training.families.cyclegan.trainer import CycleGanTrainer, ImagePool
+from munit_rt.training.networks import NLayerDiscriminator, linear_decay_rule
 from munit_rt.training.registry import get_family, load_generators
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,7 +186,7 @@ def test_image_pool_keeps_up_to_pool_size_fakes():
 
 
 def test_linear_decay_rule_as_upstream():
-    rule = linear_decay_rule(tiny(n_epochs=2, n_epochs_decay=3))
+    rule = linear_decay_rule(n_epochs=2, n_epochs_decay=3)
     assert [rule(e) for e in range(5)] == pytest.approx([1, 1, 0.75, 0.5, 0.25])
 
 

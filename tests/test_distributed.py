@@ -199,11 +199,18 @@ def stargan_case(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "stargan.yaml", data
 
 
+def pix2pix_case(tmp_path: Path) -> tuple[Path, Path]:
+    write_images(tmp_path / "data" / "train", 4, seed=4)  # A|B pairs side by side: any image splits in two
+    return CONFIGS / "pix2pix_tiny.yaml", tmp_path / "data"
+
+
 CASES = {  # family: (case, checkpoint name, generator keys, discriminator keys)
     "munit": (munit_case, "gen_00000003.pt", ("a", "b"), ("a", "b")),
     "cyclegan": (cyclegan_case, "cyclegan_00000003.pt", ("G_A", "G_B"), ("D_A", "D_B")),
     "stargan": (stargan_case, "stargan_00000003.pt", ("G",), ("D",)),
+    "pix2pix": (pix2pix_case, "pix2pix_00000003.pt", ("G",), ("D",)),
 }
+UPSTREAM_FILES = {"pix2pix": ["latest_net_D.pth", "latest_net_G.pth"]}  # written beside each snapshot
 
 
 def torchrun(tmp_path: Path, script: str, args: list[str]) -> subprocess.CompletedProcess:
@@ -231,7 +238,7 @@ def check_lockstep_run(run: Path, family: str) -> None:
     _, checkpoint, gen_keys, dis_keys = CASES[family]
     # one set of checkpoints, one log (rank 0's): three ticks of the mean over ranks
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == sorted(
-        [checkpoint, "dis_00000003.pt", "optimizer.pt"])
+        [checkpoint, "dis_00000003.pt", "optimizer.pt", *UPSTREAM_FILES.get(family, [])])
     stats = [json.loads(line) for line in (run / "logs" / "stats.jsonl").read_text().splitlines()]
     assert [s["iteration"] for s in stats] == [1, 2, 3]
 
@@ -260,16 +267,18 @@ def test_torchrun_munit_train_two_ranks_in_lockstep(tmp_path):
     check_lockstep_run(tmp_path / "munit" / "run", "munit")
 
 
-def test_torchrun_cyclegan_and_stargan_in_a_users_process_group(tmp_path):
-    """Both families in one torchrun job whose workers created the process group themselves; CycleGAN also
-    stopped after 2 iterations and resumed to 3, which must give every rank the weights of the straight run
-    (each rank's RNG and image pools come back from the snapshot)."""
-    runs = [train_args(family, tmp_path) for family in ("cyclegan", "stargan")]
+def test_torchrun_cyclegan_stargan_and_pix2pix_in_a_users_process_group(tmp_path):
+    """Three families in one torchrun job whose workers created the process group themselves (pix2pix: BatchNorm
+    buffers broadcast after every step); CycleGAN also stopped after 2 iterations and resumed to 3, which must
+    give every rank the weights of the straight run (each rank's RNG and image pools come back from the
+    snapshot)."""
+    families = ("cyclegan", "stargan", "pix2pix")
+    runs = [train_args(family, tmp_path) for family in families]
     split = [*runs[0][:6], str(tmp_path / "cyclegan" / "split"), "--device", "cpu"]
     runs += [[*split, "--max-iter", "2"], [*split, "--max-iter", "3", "--resume"]]
     result = torchrun(tmp_path, GROUP_LAUNCHER, [json.dumps(runs)])
-    assert result.stdout.count("Done: iteration 3") == 3
-    for family in ("cyclegan", "stargan"):
+    assert result.stdout.count("Done: iteration 3") == 4
+    for family in families:
         check_lockstep_run(tmp_path / family / "run", family)
 
     straight, resumed = tmp_path / "cyclegan" / "run", tmp_path / "cyclegan" / "split"

@@ -170,3 +170,26 @@ def test_stargan_sweep_with_grids_matches_the_local_engine(ray_instance, stargan
     local, ray = files_of(tmp_path / "local"), files_of(tmp_path / "ray")
     assert "out_02/sub/d.png" in ray and "out/sub/d/grid.png" in ray and "out/index.html" in ray
     assert ray == local
+
+
+@pytest.fixture(scope="module")
+def pix2pix_bundle(tmp_path_factory) -> Path:
+    """A random-weight pix2pix (unet_128, ngf 2, eval false: each image's own statistics), exported here."""
+    pytest.importorskip("torch", reason="the pix2pix bundle is exported here (pip install 'munit-rt[export]')")
+    pytest.importorskip("onnx", reason="the pix2pix bundle is exported here (pip install 'munit-rt[export]')")
+    from munit_rt.export.random_bundle import random_bundle
+
+    config = {"netG": "unet_128", "ngf": 2, "ndf": 2, "load_size": 142, "crop_size": 128}
+    return random_bundle("pix2pix", tmp_path_factory.mktemp("pix2pix_ray"), config=config, seed=4)
+
+
+def test_pix2pix_with_grids_matches_the_local_engine(ray_instance, pix2pix_bundle, inputs, tmp_path):
+    """One output per input through the one generator; batches of 4 mix images that the local run batches
+    differently, which per-image statistics must not notice."""
+    args = [inputs, "-r", "--grid"]
+    assert translate(pix2pix_bundle, *args, "-b", 3, "-o", tmp_path / "local" / "out")[0] == EXIT_OK
+    code, output = translate(pix2pix_bundle, *args, "-b", 4, *RAY_ARGS, "-o", tmp_path / "ray" / "out")
+    assert code == EXIT_OK, output
+    local, ray = files_of(tmp_path / "local"), files_of(tmp_path / "ray")
+    assert "out/sub/d.png" in ray and "out/sub/d/grid.png" in ray and "out/index.html" in ray
+    assert ray == local

@@ -17,7 +17,7 @@ from munit_rt.training.errors import ConfigError
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_discovery_finds_exactly_the_three_family_packages_without_torch():
+def test_discovery_finds_exactly_the_family_packages_without_torch():
     """In a fresh interpreter: the first lookup imports every package under training/families/, nothing else
     registers, and no family imports torch just to be listed."""
     script = "; ".join(["import json, sys", "from munit_rt.training.registry import families", "found = families()",
@@ -27,8 +27,8 @@ def test_discovery_finds_exactly_the_three_family_packages_without_torch():
     assert result.returncode == 0, result.stderr
     names, titles, torch_imported = json.loads(result.stdout)
     report = {"names": names, "titles": titles, "torch": torch_imported}
-    assert report == {"names": ["cyclegan", "munit", "stargan"], "titles": ["CycleGAN", "MUNIT", "StarGAN"],
-                      "torch": False}
+    assert report == {"names": ["cyclegan", "munit", "pix2pix", "stargan"],
+                      "titles": ["CycleGAN", "MUNIT", "StarGAN", "pix2pix"], "torch": False}
 
 
 def test_a_second_family_of_a_name_is_refused(monkeypatch):
@@ -54,7 +54,21 @@ def test_configs_without_a_family_key_are_the_default_family():
     config = config_from_dict(tiny_config_dict())
     assert registry.family_of(config) is registry.get_family("munit")
     assert registry.family_for({"family": "stargan"}) is registry.get_family("stargan")
-    with pytest.raises(ConfigError, match=r"cfg.yaml: key 'family' is 'pix2pix'; expected one of cyclegan, munit, "):
-        config_from_dict({"family": "pix2pix"}, source="cfg.yaml")
-    with pytest.raises(ConfigError, match="unknown model family 'pix2pix'"):
-        registry.get_family("pix2pix")
+    with pytest.raises(ConfigError, match=r"cfg.yaml: key 'family' is 'nosuchgan'; expected one of cyclegan, munit, "):
+        config_from_dict({"family": "nosuchgan"}, source="cfg.yaml")
+    with pytest.raises(ConfigError, match="unknown model family 'nosuchgan'"):
+        registry.get_family("nosuchgan")
+
+
+@pytest.mark.parametrize("name", sorted(registry.families()))
+def test_a_family_is_named_only_in_its_own_modules(name):
+    """The quoted name of a family appears, in the library (munit_rt/, training/, export/), only in that family's
+    own modules: its runtime module(s) munit_rt/families/<name>*.py and its package training/families/<name>/."""
+    import re
+
+    quoted = re.compile(rf"[\"']{re.escape(name)}[\"']")
+    own = (f"munit_rt/families/{name}", f"training/families/{name}/")
+    offenders = [path.relative_to(REPO).as_posix() for folder in ("munit_rt", "training", "export")
+                 for path in sorted((REPO / folder).rglob("*.py"))
+                 if not path.relative_to(REPO).as_posix().startswith(own) and quoted.search(path.read_text())]
+    assert not offenders, f"'{name}' named outside its own modules: {', '.join(offenders)}"

@@ -8,10 +8,12 @@ A munit-rt generator file is the upstream layout plus one block, so upstream too
     gen_%08d.pt        keys a, b    (MUNIT; official NVlabs names)
     cyclegan_%08d.pt   keys G_A, G_B
     stargan_%08d.pt    key G
+    pix2pix_%08d.pt    key G
 
 Plain files carry no config and no family: each registered family's `detect` says whether a file is one of its
-upstream files (official NVlabs gen_*.pt, junyanz latest_net_G_A.pth / _G_B.pth, yunjey NNNNNN-G.ckpt). The
-caller passes the config they were trained with; families with upstream defaults assume those without one.
+upstream files (official NVlabs gen_*.pt, junyanz latest_net_G_A.pth / _G_B.pth / latest_net_G.pth, yunjey
+NNNNNN-G.ckpt). The caller passes the config they were trained with; without one, the family's
+`upstream_config` decides: upstream's defaults, a config inferred from the tensor shapes, or none (an error).
 """
 from __future__ import annotations
 
@@ -154,24 +156,28 @@ def _munit_rt_checkpoint(path: Path, obj: dict, meta: dict, config: Any) -> Chec
     if given is not None and family.model_part(given) != family.model_part(stored):
         raise CheckpointError(f"{path}: --config disagrees with the config stored in the checkpoint; "
                               "leave --config out for munit-rt checkpoints")
+    # a given config that fits the weights is used: it may set what they do not fix (pix2pix's test mode, say)
     missing = [key for key in family.generator_keys if key not in obj]
     if missing:
         raise CheckpointError(f"{path}: {family.name} checkpoint without the '{missing[0]}' weights")
-    return Checkpoint(path=path, family=family.name, config=stored,
+    return Checkpoint(path=path, family=family.name, config=stored if given is None else given,
                       state_dicts={key: obj[key] for key in family.generator_keys},
                       iteration=meta.get("iteration"), source_format="munit-rt", sha256=file_sha256(path),
-                      meta=meta)
+                      meta={**meta, "config_source": "stored" if given is None else "given"})
 
 
 def _detect(path: Path, obj: Any) -> Detection:
-    """The first family that recognises the plain file; refusals and unknown files are CheckpointErrors."""
+    """The first family that recognises a generator in the plain file; a file only refused (by one family or
+    several, whose lines are joined) and unknown files are CheckpointErrors."""
+    refusals = []
     for family in registry.families().values():
         found = family.detect(obj, path)
-        if found is None:
-            continue
-        if found.refusal:
-            raise CheckpointError(f"{path}: {found.refusal}")
-        return found
+        if found is not None and not found.refusal:
+            return found
+        if found is not None:
+            refusals.append(found.refusal)
+    if refusals:
+        raise CheckpointError(f"{path}: {'; or '.join(refusals)}")
     first = registry.default_family()  # the family most files are: named first
     others = "".join(f", nor a {f.title} generator ({f.checkpoint_names})" for f in registry.families().values()
                      if f is not first)
@@ -200,10 +206,10 @@ def _upstream_checkpoint(loaded: list[tuple[Path, Any]], detections: list[Detect
                 raise CheckpointError(f"{files[key]}, {path}: both files hold {key}; a pair is "
                                       f"{family.pair_files}")
             state_dicts[key], files[key] = state, str(path)
-    if given is None and family.upstream_defaults:
-        resolved, config_source = family.config_class(), "defaults"
+    if given is None:
+        resolved, config_source = family.upstream_config(state_dicts)
     else:
-        resolved, config_source = given, "given" if given is not None else "none"
+        resolved, config_source = given, "given"
     digest = hashlib.sha256("".join(file_sha256(p) for p, _ in loaded).encode()).hexdigest() \
         if len(loaded) > 1 else file_sha256(first)
     return Checkpoint(path=first, family=family.name, config=resolved,
@@ -222,5 +228,5 @@ def source_files(ckpt: Checkpoint) -> dict[str, Any]:
         path = Path(path_text)
         digest = ckpt.sha256 if len(by_file) == 1 else file_sha256(path)
         files.append({"name": path.name, "path": str(path.resolve()), "sha256": digest, "generators": keys})
-    config_source = "stored" if ckpt.source_format == "munit-rt" else ckpt.meta.get("config_source", "given")
+    config_source = ckpt.meta.get("config_source", "given")
     return {"config_source": config_source, "files": files}

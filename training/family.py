@@ -11,9 +11,10 @@ runtime validates with its half.
     config        config_class, check_config           YAML / stored config -> frozen dataclass (upstream names)
     weights       build_generator, remap, model_part,  strict loads of munit-rt and upstream state dicts
                   weight_label
-    files         detect, upstream_iteration           which plain (upstream) files are this family's; munit-rt
-                                                       files carry their family in the "munit_rt" block and need
-                                                       no detector; training.checkpoint reads both kinds
+    files         detect, upstream_iteration,          which plain (upstream) files are this family's and the
+                  upstream_config                      config of one read without a config; munit-rt files carry
+                                                       their family in the "munit_rt" block and need no detector;
+                                                       training.checkpoint reads both kinds
     export        graphs, preprocess, manifest_model,  the graph split, the preprocessing description, and the
                   source_details                       family's own manifest keys
     info          describe_checkpoint
@@ -113,8 +114,8 @@ class Checkpoint:
     `state_dicts` are keyed by the family's generator keys; `source_format` is "munit-rt" or "official";
     `sha256` is the file's (an upstream pair: sha256 of both files' hex digests, in the order given);
     `meta` holds the munit-rt block, or for upstream files {"files": {key: path}, "config_source": "given" |
-    "defaults" | "none"}. `config` is None only for an upstream file of a family without upstream defaults
-    (official MUNIT) read without a config."""
+    "defaults" | "inferred" | "none"}. `config` is None only for an upstream file of a family without upstream
+    defaults (official MUNIT) read without a config."""
 
     path: Path
     family: str
@@ -143,7 +144,8 @@ class Detection:
     `key`: the one generator the file holds as a flat state dict (CycleGAN's G_A / G_B, StarGAN's G), or None
     for a file holding one state dict per generator key (official MUNIT `{"a": ..., "b": ...}`). `refusal`:
     the file is this family's but no generator (a discriminator, say); one line without the path, naming the
-    file to pass instead. Refused files stop the search: no other family is asked."""
+    file to pass instead. A generator found by any family wins over refusals; a file that several families
+    refuse (upstream discriminators look alike across families) is refused with every family's line."""
 
     family: str
     key: str | None = None
@@ -178,6 +180,7 @@ class TrainingFamily(abc.ABC):
     checkpoint_names: ClassVar[str]         # the generator files it reads, for messages ("gen_XXXXXXXX.pt")
     pair_files: ClassVar[str] = ""          # upstream files that may come as a pair (CycleGAN's G_A with G_B)
     upstream_defaults: ClassVar[bool] = False  # plain files without a config: assume config_class() (upstream's)
+                                               # (the default `upstream_config`)
 
     # -- config ----------------------------------------------------------------------------------------
     def config_from_dict(self, data: dict[str, Any], source: str) -> Any:
@@ -214,6 +217,13 @@ class TrainingFamily(abc.ABC):
     def upstream_iteration(self, path: Path) -> int | None:
         """The iteration an upstream file's name tells (yunjey's NNNNNN-G.ckpt), else None."""
         return None
+
+    def upstream_config(self, state_dicts: dict[str, dict[str, Any]]) -> tuple[Any, str]:
+        """(config, config_source) of upstream files read without a config: upstream's defaults
+        (config_class(), "defaults") for families with `upstream_defaults`, else (None, "none"): a config is
+        needed. A family whose tensor shapes fix its architecture returns (that config, "inferred"); one it cannot
+        infer is a CheckpointError saying which config keys to pass."""
+        return (self.config_class(), "defaults") if self.upstream_defaults else (None, "none")
 
     # -- export ----------------------------------------------------------------------------------------
     @abc.abstractmethod

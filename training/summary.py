@@ -31,7 +31,7 @@ def _escape(match: re.Match) -> str:
 
 def describe_generators(ckpt: Checkpoint, config_path: str | Path | None, *, summary_keys: tuple[str, ...],
                         infer: Callable[[dict], dict[str, Any]], extra_rows: Iterable[tuple[str, str]] = ()) -> str:
-    """Family, source, iteration, config (stored, given, or upstream defaults vs. the inferred shapes), the
+    """Family, source, iteration, config (stored, given, inferred, or upstream defaults vs. the inferred shapes), the
     config's `summary_keys`, and parameters per generator. Upstream files without --config never fail on a
     shape mismatch: they say whether the defaults fit."""
     lines = [("file", ", ".join(ckpt.meta.get("files", {}).values()) or str(ckpt.path)), ("family", ckpt.family),
@@ -44,16 +44,21 @@ def describe_generators(ckpt: Checkpoint, config_path: str | Path | None, *, sum
                       else f"from --config {config_path}"))
     else:
         inferred = infer(next(iter(ckpt.state_dicts.values())))
-        try:
+        if ckpt.meta.get("config_source") == "inferred":  # the shapes fix the architecture: the config is theirs
             load_generators(ckpt)
-            verdict = "upstream defaults, which fit the weights"
-        except CheckpointError:
-            verdict = "upstream defaults do NOT fit the weights; pass --config"
+            verdict = "the architecture is inferred from the tensor shapes, other keys are upstream defaults"
+        else:
+            try:
+                load_generators(ckpt)
+                verdict = "upstream defaults, which fit the weights"
+            except CheckpointError:
+                verdict = "upstream defaults do NOT fit the weights; pass --config"
         lines.append(("config", f"not stored; {verdict} (inferred from tensor shapes: "
                                 + " ".join(f"{k}={v}" for k, v in inferred.items()) + ")"))
     summary = " ".join(f"{key}={_show(getattr(ckpt.config, key))}" for key in summary_keys
                        if getattr(ckpt.config, key) != ())
-    lines.append(("  model" if configured else "  defaults", summary))
+    inferred_config = ckpt.meta.get("config_source") == "inferred"
+    lines.append(("  model" if configured or inferred_config else "  defaults", summary))
     lines += list(extra_rows)
     counts = {key: sum(t.numel() for k, t in state.items() if k.rsplit(".", 1)[-1] not in BUFFER_LEAVES)
               for key, state in ckpt.state_dicts.items()}

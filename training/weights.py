@@ -36,6 +36,20 @@ def drop_stale_norm_buffers(state: dict[str, Any], model: nn.Module) -> dict[str
             if not (key.rpartition(".")[0] in untracked and key.rpartition(".")[2] in STALE_NORM_BUFFERS)}
 
 
+def fill_num_batches_tracked(state: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+    """`state` with `num_batches_tracked` 0 for the norms of `model` that track running statistics where the file
+    has their running_mean but no counter: files saved by PyTorch <= 0.4.0 (the counter came in 0.4.1; PyTorch's
+    own loader fills it for them the same way). Nothing at test time reads it."""
+    import torch
+
+    filled = dict(state)
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
+            if f"{name}.num_batches_tracked" not in filled and f"{name}.running_mean" in filled:
+                filled[f"{name}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
+    return filled
+
+
 def load_state_dict_strict(model: nn.Module, state: dict[str, Any], source: str) -> None:
     """Strict load; missing/unexpected keys and shape mismatches become one readable line."""
     expected = model.state_dict()

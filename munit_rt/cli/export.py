@@ -1,4 +1,4 @@
-"""`munit-rt export`: write an ONNX bundle from a MUNIT, CycleGAN or StarGAN checkpoint (imports torch only
+"""`munit-rt export`: write an ONNX bundle from a MUNIT, CycleGAN, StarGAN or pix2pix checkpoint (imports torch only
 when it runs). An upstream CycleGAN pair is given as two CHECKPOINT arguments."""
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from munit_rt.cli.common import echo_text, friendly_errors, require
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="YAML the checkpoint was trained with: needed for official NVlabs gen_*.pt files; for upstream "
-                   "CycleGAN/StarGAN files, else their upstream defaults are assumed.")
+                   "CycleGAN/StarGAN files, else their upstream defaults are assumed; for upstream pix2pix files, "
+                   "else the architecture their shapes fix (direction AtoB, eval false).")
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path),
               help="Bundle directory to write (missing parent folders are created).  [default: <checkpoint "
                    "stem>.bundle beside the checkpoint]")
@@ -39,16 +40,18 @@ def command(checkpoints: tuple[Path, ...], config_path: Path | None, out_dir: Pa
 
     \b
     CHECKPOINT: MUNIT gen_XXXXXXXX.pt (munit-rt, or official NVlabs with --config), munit-rt
-    cyclegan_/stargan_XXXXXXXX.pt, upstream CycleGAN latest_net_G_A.pth or latest_net_G_B.pth, upstream
-    StarGAN NNNNNN-G.ckpt. Give an upstream CycleGAN pair as two arguments (the file named *G_B* is G_B):
+    cyclegan_/stargan_/pix2pix_XXXXXXXX.pt, upstream CycleGAN latest_net_G_A.pth or latest_net_G_B.pth, upstream
+    StarGAN NNNNNN-G.ckpt, upstream pix2pix latest_net_G.pth (a U-Net; told from CycleGAN files by its keys).
+    Give an upstream CycleGAN pair as two arguments (the file named *G_B* is G_B):
       munit-rt export latest_net_G_A.pth latest_net_G_B.pth --config cyclegan.yaml
 
     \b
     Graphs: MUNIT content_encoder_d, style_encoder_d, style_mlp_d, decoder_d for d in {a, b}; CycleGAN
     generator_a2b (G_A) and/or generator_b2a (G_B), the directions the checkpoint holds; StarGAN
-    generator (image + label). Every graph is checked against PyTorch in ONNX Runtime (FP16 graphs
-    against FP32 by PSNR); the numbers and sha256 hashes go into manifest.json. Nothing is written unless
-    every check passes. Exit status: 0 written, 2 bad input or a failed check.
+    generator (image + label); pix2pix generator (in the config's test mode, eval). Every graph is
+    checked against PyTorch in ONNX Runtime (FP16 graphs against FP32 by PSNR); the numbers and sha256
+    hashes go into manifest.json. Nothing is written unless every check passes. Exit status: 0 written,
+    2 bad input or a failed check.
     """
     if len(checkpoints) > 2:
         raise click.UsageError(f"got {len(checkpoints)} checkpoints; give one file, or an upstream CycleGAN pair "

@@ -19,8 +19,8 @@ from munit_rt.cli.common import BundlePath, UserError, echo_text, friendly_error
 def command(path, config_path, trust_checkpoint):
     """Describe a checkpoint or a bundle folder (with manifest.json), or an installed model by name (default).
 
-    Checkpoints: MUNIT gen_XXXXXXXX.pt, munit-rt cyclegan_/stargan_XXXXXXXX.pt, upstream CycleGAN
-    latest_net_G_A.pth and StarGAN NNNNNN-G.ckpt.
+    Checkpoints: MUNIT gen_XXXXXXXX.pt, munit-rt cyclegan_/stargan_/pix2pix_XXXXXXXX.pt, upstream CycleGAN
+    latest_net_G_A.pth, StarGAN NNNNNN-G.ckpt and pix2pix latest_net_G.pth.
     """
     path = Path(path)
     if path.is_dir():

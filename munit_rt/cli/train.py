@@ -9,30 +9,33 @@ from munit_rt.cli.common import EXIT_INTERRUPTED, command_line, echo_text, frien
 
 @click.command("train")
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="YAML config; its `family` key (munit, cyclegan, stargan; default munit) picks the model, "
-                   "e.g. training/configs/munit_utkface.yaml, cyclegan_utkface.yaml, stargan_utkface.yaml.")
+              help="YAML config; its `family` key (munit, cyclegan, stargan, pix2pix; default munit) picks the "
+                   "model, e.g. training/configs/munit_utkface.yaml, cyclegan_utkface.yaml, stargan_utkface.yaml, "
+                   "pix2pix_edges2faces.yaml (pix2pix: the config key `direction` is upstream's --direction).")
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False),
               help="MUNIT, CycleGAN: folder with trainA/ trainB/ (testA/ testB/ optional), replacing the "
                    "config's data_root (MUNIT also data_folder_*/data_list_*). StarGAN: the image folder, "
                    "replacing image_dir; a relative attr_path is looked for in it, then beside the config file, "
-                   "then in the current folder.")
+                   "then in the current folder. pix2pix: folder with train/ (A|B pair images side by side; "
+                   "test/ or val/ optional).")
 @click.option("-o", "--output", "--out", "out_dir", required=True, type=click.Path(),
               help="Run folder: checkpoints/, images/, logs/, config.yaml.")
 @click.option("--max-iter", type=click.IntRange(min=1),
               help="Override the config's max_iter. MUNIT: the run's length (the step LR policy has no end). "
-                   "CycleGAN, StarGAN: stop early; past the end of the LR schedule (n_epochs + n_epochs_decay "
-                   "epochs; num_iters) is an error: extend the schedule in the config instead.")
+                   "CycleGAN, StarGAN, pix2pix: stop early; past the end of the LR schedule (n_epochs + "
+                   "n_epochs_decay epochs; num_iters) is an error: extend the schedule in the config instead.")
 @click.option("--resume", is_flag=True, help="Continue from the newest snapshot in OUTPUT/checkpoints.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, help="Override the config's seed.")
 @friendly_errors
 def command(config_path, data_dir, out_dir, max_iter, resume, device, seed):
-    """Train a MUNIT, CycleGAN or StarGAN model (needs munit-rt[train]).
+    """Train a MUNIT, CycleGAN, StarGAN or pix2pix model (needs munit-rt[train]).
 
-    Snapshots: MUNIT uses the official names (gen_XXXXXXXX.pt, dis_XXXXXXXX.pt, optimizer.pt), CycleGAN
-    and StarGAN cyclegan_/stargan_XXXXXXXX.pt with dis_XXXXXXXX.pt and optimizer.pt. Ctrl-C finishes the
-    iteration, writes a snapshot, prints the command that resumes and exits with code 130; --resume
-    continues exactly where the newest snapshot stopped.
+    Snapshots: MUNIT uses the official names (gen_XXXXXXXX.pt, dis_XXXXXXXX.pt, optimizer.pt), CycleGAN,
+    StarGAN and pix2pix cyclegan_/stargan_/pix2pix_XXXXXXXX.pt with dis_XXXXXXXX.pt and optimizer.pt
+    (pix2pix also upstream's latest_net_G.pth and latest_net_D.pth). Ctrl-C finishes the iteration, writes a
+    snapshot, prints the command that resumes and exits with code 130; --resume continues exactly where the
+    newest snapshot stopped.
 
     \b
     Several GPUs or nodes: start it with torchrun (data-parallel, batch_size per process):

@@ -124,6 +124,14 @@ class Family(abc.ABC):
         return f"note: {', '.join(flags)} {verb} ignored for {self.title} bundles ({self.ignored_why})"
 
 
+def parse_domains(fields: Fields) -> dict[str, int]:
+    """The manifest's "domains": {"a": {"channels": C}, "b": {"channels": C}}, both required, 1 to 4 channels."""
+    domains = {domain: entry.int("channels", low=1, high=4)
+               for domain, entry in fields.entries("domains", key_choices=("a", "b"))}
+    fields.check(sorted(domains) == ["a", "b"], "domains", f"must be ['a', 'b'], got {sorted(domains)}")
+    return domains
+
+
 def domains_text(domains: dict[str, int]) -> str:
     """`info`'s line for families with image domains: "a: 3 channels, b: 1 channel"."""
     return ", ".join(f"{d}: {c} channel{'s' if c != 1 else ''}" for d, c in domains.items())

@@ -13,7 +13,7 @@ import numpy as np
 from munit_rt.bundle.fields import Fields, ManifestError
 from munit_rt.errors import BundleError, InputError
 from munit_rt.families import register
-from munit_rt.families.base import Family, TranslatePlan, domains_text
+from munit_rt.families.base import Family, TranslatePlan, domains_text, parse_domains
 from munit_rt.translator import DIRECTIONS, Translator, direction_domains
 
 
@@ -86,9 +86,7 @@ class CycleGanFamily(Family):
     default_fit = "round"
 
     def parse_model(self, fields: Fields) -> CycleGanModel:
-        domains = {domain: entry.int("channels", low=1, high=4)
-                   for domain, entry in fields.entries("domains", key_choices=("a", "b"))}
-        fields.check(sorted(domains) == ["a", "b"], "domains", f"must be ['a', 'b'], got {sorted(domains)}")
+        domains = parse_domains(fields)
         directions = {}
         for direction, entry in fields.entries("directions", min_items=1, key_choices=tuple(DIRECTIONS)):
             source, target = DIRECTIONS[direction]

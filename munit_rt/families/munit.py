@@ -19,12 +19,11 @@ import numpy as np
 from munit_rt.bundle.fields import Fields, ManifestError
 from munit_rt.errors import InputError
 from munit_rt.families import register
-from munit_rt.families.base import Family, domains_text
+from munit_rt.families.base import Family, domains_text, parse_domains
 from munit_rt.translator import DIRECTIONS, Translator, direction_domains
 
 ROLES = {"content_encoder": (("image",), ("content",)), "style_encoder": (("image",), ("style",)),
          "style_mlp": (("style",), ("adain_params",)), "decoder": (("content", "adain_params"), ("output",))}
-DOMAINS = ("a", "b")
 
 
 @dataclass(frozen=True)
@@ -145,10 +144,7 @@ class MunitFamily(Family):
     default_fit = "crop"
 
     def parse_model(self, fields: Fields) -> MunitModel:
-        domains = {}
-        for domain, entry in fields.entries("domains", key_choices=DOMAINS):
-            domains[domain] = entry.int("channels", low=1, high=4)
-        fields.check(sorted(domains) == list(DOMAINS), "domains", f"must be {list(DOMAINS)}, got {sorted(domains)}")
+        domains = parse_domains(fields)
         layers = ()
         total = None
         if fields.has("adain"):

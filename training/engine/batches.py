@@ -2,6 +2,7 @@
 their semantics are part of exact resume.
 
     EpochBatchSampler  one epoch's shuffled batches from (seed, name, epoch); under torchrun this rank's slice
+    epoch_loader       a DataLoader over a dataset with that sampler and the config's batch_size, num_workers, seed
     PairedBatches      zip(loader_a, loader_b) epoch after epoch, as the official MUNIT loop (an epoch ends with
                        the shorter loader): position (epoch, batches done)
     CyclingBatches     {name: batch} from several loaders, each restarting on its own when exhausted (CycleGAN,
@@ -15,7 +16,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from torch.utils.data import DataLoader, Sampler
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from munit_rt.training.engine.distributed import rescale_position
 from munit_rt.training.errors import DataError
@@ -47,6 +49,14 @@ class EpochBatchSampler(Sampler):
         step = self.batch_size * self.world_size
         for start in range(self.skip * step + self.rank * self.batch_size, len(self) * step, step):
             yield [(index, self.epoch) for index in order[start : start + self.batch_size]]
+
+
+def epoch_loader(dataset: Dataset, config: Any, name: str, device: torch.device, dist: Any) -> DataLoader:
+    """`dataset` in shuffled epochs named `name` (EpochBatchSampler: this rank's shard under torchrun), batches of
+    config.batch_size read by config.num_workers workers; `len(loader)` is the steps of one epoch."""
+    sampler = EpochBatchSampler(len(dataset), config.batch_size, config.seed, name, dist.rank, dist.world_size)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
+                      pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
 
 
 def worker_error(exc: DataError) -> DataError:

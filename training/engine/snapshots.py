@@ -4,6 +4,8 @@
     RUN/checkpoints/optimizer.pt      the trainer's own payload (FamilyTrainer.snapshot_state): optimizers,
                                       schedulers, RNG and data position of the newest snapshot, and under torchrun
                                       every rank's noise
+    RUN/checkpoints/<upstream names>  plain state dicts under the family's upstream file names, if it has any
+                                      (FamilyTrainer.upstream_files; replaced by every snapshot)
     RUN/checkpoints/<prefix>_%08d.pt  the generators + config + iteration (training.checkpoint.save_checkpoint;
                                       MUNIT: gen_%08d.pt), written last: it exists only once its snapshot is whole
 
@@ -52,8 +54,8 @@ def resume_point(run_dir: Path, prefix: str, resume: bool) -> Path | None:
 
 def save_snapshot(family: TrainingFamily, trainer: FamilyTrainer, batches: Any, checkpoint_dir: Path,
                   iteration: int) -> None:
-    """dis, optimizer, then the generators last. Distributed: every rank calls this; rank 0 writes, with the
-    ranks' noise states, the others wait."""
+    """dis, optimizer, upstream-named files, then the generators last. Distributed: every rank calls this; rank 0
+    writes, with the ranks' noise states, the others wait."""
     dist = trainer.dist
     ranks = dist.gather_to_main(trainer.rank_state())
     if dist.is_main:
@@ -63,6 +65,8 @@ def save_snapshot(family: TrainingFamily, trainer: FamilyTrainer, batches: Any, 
         if ranks is not None:
             state["distributed"] = {"world_size": dist.world_size, "ranks": ranks}
         atomic_torch_save(state, checkpoint_dir / "optimizer.pt")
+        for name, weights in trainer.upstream_files().items():
+            atomic_torch_save(weights, checkpoint_dir / name)
         save_checkpoint(checkpoint_dir / f"{family.snapshot_prefix}_{iteration:08d}.pt", family,
                         trainer.generators(), trainer.config, iteration)
     dist.barrier()

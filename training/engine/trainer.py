@@ -61,6 +61,13 @@ class FamilyTrainer(nn.Module):
         no_grad, and the driver restores the training RNG streams afterwards."""
         raise NotImplementedError
 
+    # -- files beside the snapshot ------------------------------------------------------------------------------
+    def upstream_files(self) -> dict[str, dict[str, torch.Tensor]]:
+        """{file name: plain state dict} written into the checkpoint folder with every snapshot, replacing the
+        previous snapshot's, under the names the family's upstream code reads (e.g. latest_net_G.pth), so its own
+        test script runs on a munit-rt run. Default: none."""
+        return {}
+
     # -- optimizer.pt ------------------------------------------------------------------------------------------
     def training_state(self) -> dict[str, Any]:
         """Optimizer / scheduler / extra state (tensors and plain values only: loads with weights_only)."""

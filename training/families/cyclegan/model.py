@@ -18,13 +18,11 @@ of 4 with bicubic resampling (`round_to_multiple`).
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
-from torch.nn import init
 
 from munit_rt.training.families.cyclegan.config import GENERATOR_KEYS, CycleGanConfig
+from munit_rt.training.networks import NLayerDiscriminator, conv_bias, get_norm_layer
 
 N_DOWNSAMPLING = 2  # fixed in upstream's ResnetGenerator
 
@@ -36,22 +34,6 @@ def round_to_multiple(size: int, base: int = 4) -> int:
     if rounded <= 0:
         raise ValueError(f"size {size} rounds to {rounded}; images must be at least {base // 2 + 1} pixels")
     return rounded
-
-
-def get_norm_layer(norm: str) -> Callable[[int], nn.Module]:
-    """Upstream `get_norm_layer`: 'instance' (no affine, no running stats), 'batch' (affine, tracked)."""
-    if norm == "instance":
-        return lambda channels: nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
-    if norm == "batch":
-        return lambda channels: nn.BatchNorm2d(channels, affine=True, track_running_stats=True)
-    if norm == "none":
-        return lambda channels: nn.Identity()
-    raise ValueError(f"unsupported norm {norm!r}; expected instance, batch or none")
-
-
-def conv_bias(norm: str) -> bool:
-    """Upstream sets `use_bias` only for instance norm (batch norm has its own shift; 'none' too, oddly)."""
-    return norm == "instance"
 
 
 class ResnetBlock(nn.Module):
@@ -95,52 +77,6 @@ class ResnetGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
-
-
-class NLayerDiscriminator(nn.Module):
-    """PatchGAN: n_layers stride-2 4x4 convs (channels x2 up to 8 ndf), one stride-1 conv, a 1-channel map.
-    With n_layers 3 every output value sees a 70x70 patch."""
-
-    def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance"):
-        super().__init__()
-        norm_layer, bias = get_norm_layer(norm), conv_bias(norm)
-        layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
-        mult = 1
-        for n in range(1, n_layers + 1):
-            previous, mult = mult, min(2**n, 8)
-            stride = 2 if n < n_layers else 1
-            layers += [nn.Conv2d(ndf * previous, ndf * mult, 4, stride=stride, padding=1, bias=bias),
-                       norm_layer(ndf * mult), nn.LeakyReLU(0.2, True)]
-        layers.append(nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1))
-        self.model = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
-
-def init_weights(module: nn.Module, init_type: str = "normal", gain: float = 0.02) -> None:
-    """Upstream `init_weights`: conv/linear weights by `init_type` (biases 0); batch-norm weights N(1, gain)."""
-
-    def init_one(m: nn.Module) -> None:
-        name = type(m).__name__
-        if hasattr(m, "weight") and m.weight is not None and ("Conv" in name or "Linear" in name):
-            if init_type == "normal":
-                init.normal_(m.weight, 0.0, gain)
-            elif init_type == "xavier":
-                init.xavier_normal_(m.weight, gain=gain)
-            elif init_type == "kaiming":
-                init.kaiming_normal_(m.weight, a=0, mode="fan_in")
-            elif init_type == "orthogonal":
-                init.orthogonal_(m.weight, gain=gain)
-            else:
-                raise ValueError(f"unsupported init_type {init_type!r}")
-            if getattr(m, "bias", None) is not None:
-                init.constant_(m.bias, 0.0)
-        elif "BatchNorm2d" in name:
-            init.normal_(m.weight, 1.0, gain)
-            init.constant_(m.bias, 0.0)
-
-    module.apply(init_one)
 
 
 # ------------------------------------------------------------------------------------------ builders

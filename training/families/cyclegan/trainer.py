@@ -15,15 +15,15 @@ import itertools
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
 
-from munit_rt.training.engine.batches import CyclingBatches, EpochBatchSampler
+from munit_rt.training.engine.batches import CyclingBatches, epoch_loader
 from munit_rt.training.engine.driver import Job
 from munit_rt.training.engine.trainer import FamilyTrainer
 from munit_rt.training.family import Schedule
 from munit_rt.training.families.cyclegan.config import NAME, CycleGanConfig
 from munit_rt.training.families.cyclegan.data import UnalignedDataset
-from munit_rt.training.families.cyclegan.model import build_discriminator, build_generator, init_weights
+from munit_rt.training.families.cyclegan.model import build_discriminator, build_generator
+from munit_rt.training.networks import epoch_schedule, gan_loss, init_weights, linear_decay_rule
 
 
 class ImagePool:
@@ -59,19 +59,6 @@ class ImagePool:
         self.rng.set_state(state["rng"])
 
 
-def linear_decay_rule(config: CycleGanConfig):
-    """Upstream `lambda_rule` (epoch_count 1): the LR factor for 0-based epoch `epoch`."""
-    return lambda epoch: 1.0 - max(0, epoch + 1 - config.n_epochs) / float(config.n_epochs_decay + 1)
-
-
-def gan_loss(prediction: torch.Tensor, target_is_real: bool, mode: str) -> torch.Tensor:
-    """LSGAN: MSE to 1 / 0; 'vanilla': BCE with logits."""
-    target = torch.full_like(prediction, 1.0 if target_is_real else 0.0)
-    if mode == "lsgan":
-        return F.mse_loss(prediction, target)
-    return F.binary_cross_entropy_with_logits(prediction, target)
-
-
 class CycleGanTrainer(FamilyTrainer):
     family = NAME
 
@@ -88,8 +75,8 @@ class CycleGanTrainer(FamilyTrainer):
         adam = dict(lr=config.lr, betas=(config.beta1, config.beta2))
         self.optimizer_G = torch.optim.Adam(itertools.chain(self.netG_A.parameters(), self.netG_B.parameters()), **adam)
         self.optimizer_D = torch.optim.Adam(itertools.chain(self.netD_A.parameters(), self.netD_B.parameters()), **adam)
-        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, linear_decay_rule(config))
-                           for opt in (self.optimizer_G, self.optimizer_D)]
+        rule = linear_decay_rule(config.n_epochs, config.n_epochs_decay)
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, rule) for opt in (self.optimizer_G, self.optimizer_D)]
 
     def generators(self) -> dict[str, nn.Module]:
         return {"G_A": self.netG_A, "G_B": self.netG_B}
@@ -194,19 +181,13 @@ def build_job(config: CycleGanConfig, data: tuple[UnalignedDataset, UnalignedDat
     """The trainer, this rank's shard of each epoch, and the display images; `max_iter` stops early (the LR
     schedule still follows the epochs)."""
     train_set, display_set = data
-    sampler = EpochBatchSampler(len(train_set), config.batch_size, config.seed, NAME, dist.rank, dist.world_size)
-    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.num_workers,
-                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
-    trainer = CycleGanTrainer(config, iters_per_epoch=len(sampler)).to(device)
+    loader = epoch_loader(train_set, config, NAME, device, dist)
+    trainer = CycleGanTrainer(config, iters_per_epoch=len(loader)).to(device)
     total = schedule(config, data, dist.world_size).iterations
     total = min(total, config.max_iter) if config.max_iter is not None else total
     return Job(trainer, CyclingBatches({"AB": loader}), display_set.display(config.display_size), total)
 
 
 def schedule(config: CycleGanConfig, data: tuple[UnalignedDataset, UnalignedDataset], world_size: int) -> Schedule:
-    """The LR schedule's end: n_epochs + n_epochs_decay epochs of this data (the LR is 0 after them)."""
-    per_epoch = len(EpochBatchSampler(len(data[0]), config.batch_size, config.seed, NAME, 0, world_size))
-    epochs = config.n_epochs + config.n_epochs_decay
-    return Schedule(per_epoch * epochs, f"n_epochs {config.n_epochs} + n_epochs_decay {config.n_epochs_decay} = "
-                    f"{epochs} epochs of {per_epoch} iterations", "raise n_epochs (constant LR) or n_epochs_decay "
-                    "(the LR falling to 0) in the config")
+    """The LR schedule's end: upstream's linear policy over this training data."""
+    return epoch_schedule(config, len(data[0]), NAME, world_size)

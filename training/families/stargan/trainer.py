@@ -21,9 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
 
-from munit_rt.training.engine.batches import CyclingBatches, EpochBatchSampler
+from munit_rt.training.engine.batches import CyclingBatches, epoch_loader
 from munit_rt.training.engine.driver import Job
 from munit_rt.training.engine.trainer import FamilyTrainer
 from munit_rt.training.family import Schedule
@@ -161,11 +160,7 @@ def build_job(config: StarGanConfig, datasets: list[tuple[AttributeDataset, Attr
     each epoch) and the display images; `max_iter` stops early (the LR schedule still follows num_iters)."""
     loaders, display = {}, {}
     for number, (train_set, test_set) in enumerate(datasets, start=1):
-        sampler = EpochBatchSampler(len(train_set), config.batch_size, config.seed, f"dataset{number}", dist.rank,
-                                    dist.world_size)
-        loaders[f"dataset{number}"] = DataLoader(
-            train_set, batch_sampler=sampler, num_workers=config.num_workers,
-            pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
+        loaders[f"dataset{number}"] = epoch_loader(train_set, config, f"dataset{number}", device, dist)
         display[f"dataset{number}"] = (test_set if len(test_set) else train_set).display(config.display_size)
     trainer = StarGanTrainer(config).to(device)
     total = min(config.num_iters, config.max_iter) if config.max_iter is not None else config.num_iters

@@ -6,14 +6,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from munit_rt.training.families.stargan.config import NAME
 from munit_rt.training.families.stargan.model import infer_architecture
 from munit_rt.training.family import Checkpoint, Detection
 from munit_rt.training.summary import describe_generators
-from munit_rt.training.weights import clean_state_dict, has_conv_weight
+from munit_rt.training.weights import clean_state_dict, fill_num_batches_tracked, has_conv_weight
 
 _ITERATION_RE = re.compile(r"(\d+)-G\.ckpt$")  # yunjey names files by iteration
 
@@ -47,10 +46,4 @@ def remap_stargan(state: dict[str, Any], model: nn.Module) -> dict[str, Any]:
     1. DDP / torch.compile prefixes stripped;
     2. files saved by PyTorch 0.4.0 have no `num_batches_tracked` (added in 0.4.1, and never used by instance
        norm): 0 is filled in where the model has the buffer, as PyTorch's own loader does for old files."""
-    state = clean_state_dict(state)
-    for name, m in model.named_modules():
-        if isinstance(m, nn.modules.instancenorm._InstanceNorm) and m.track_running_stats:
-            key = f"{name}.num_batches_tracked"
-            if key not in state and f"{name}.running_mean" in state:
-                state[key] = torch.tensor(0, dtype=torch.long)
-    return state
+    return fill_num_batches_tracked(clean_state_dict(state), model)
