@@ -48,6 +48,27 @@ def test_a_second_family_of_a_name_is_refused(monkeypatch):
         registry.register(Toy())
 
 
+def test_a_family_whose_config_lacks_what_the_driver_reads_is_refused(monkeypatch):
+    import dataclasses
+
+    monkeypatch.setattr(registry, "_families", dict(registry.families()))
+    munit = registry.get_family("munit")
+
+    @dataclasses.dataclass(frozen=True)
+    class Bare:  # no seed, schedule or logging keys, no to_dict
+        dim: int = 8
+
+    class Broken(type(munit)):
+        name = "broken"
+        default_for_configs = False
+        config_class = Bare
+
+    with pytest.raises(ValueError, match=r"'broken': its config class Bare lacks seed, max_iter, batch_size, "
+                                         r"log_iter, image_save_iter, snapshot_save_iter, to_dict\(\)"):
+        registry.register(Broken())
+    assert "broken" not in registry.families()
+
+
 def test_configs_without_a_family_key_are_the_default_family():
     defaults = [family for family in registry.families().values() if family.default_for_configs]
     assert [family.name for family in defaults] == ["munit"]  # official MUNIT YAMLs carry no `family` key

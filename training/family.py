@@ -167,12 +167,16 @@ def delegate(target: str) -> Callable[..., Any]:
     return method
 
 
+# The keys the training driver reads from every family's config (besides to_dict()): `register` checks them.
+TRAINING_KEYS = ("seed", "max_iter", "batch_size", "log_iter", "image_save_iter", "snapshot_save_iter")
+
+
 class TrainingFamily(abc.ABC):
     """One model family's torch-side description. Subclasses set the class attributes and methods below."""
 
     name: ClassVar[str]                     # the manifest's and the checkpoint's "family"
     title: ClassVar[str]                    # for messages ("MUNIT", "CycleGAN")
-    config_class: ClassVar[type]
+    config_class: ClassVar[type]            # a dataclass with TRAINING_KEYS and to_dict()
     generator_keys: ClassVar[tuple[str, ...]]  # state dicts of a generator checkpoint (a munit-rt file holds all)
     snapshot_prefix: ClassVar[str]          # <prefix>_XXXXXXXX.pt, the generator file of a training snapshot
     default_for_configs: ClassVar[bool] = False  # a YAML without a `family` key is this family's (official MUNIT)

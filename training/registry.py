@@ -15,12 +15,13 @@ Nothing here imports torch or a family at module level, so listing families stay
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 from typing import TYPE_CHECKING, Any
 
 from munit_rt.training.errors import CheckpointError, ConfigError
-from munit_rt.training.family import Checkpoint, TrainingFamily
+from munit_rt.training.family import TRAINING_KEYS, Checkpoint, TrainingFamily
 
 if TYPE_CHECKING:
     from torch import nn
@@ -43,8 +44,16 @@ def _discover() -> None:
 
 
 def register(family: TrainingFamily) -> TrainingFamily:
-    """Add `family` under its name; returns it. A name can be registered once (ValueError)."""
+    """Add `family` under its name; returns it. A name can be registered once, and its config class must have
+    what the training driver reads (TRAINING_KEYS and to_dict): ValueError otherwise, naming what is missing."""
     _discover()
+    fields = {f.name for f in dataclasses.fields(family.config_class)} \
+        if dataclasses.is_dataclass(family.config_class) else set()
+    missing = [key for key in TRAINING_KEYS if key not in fields] + \
+        ([] if callable(getattr(family.config_class, "to_dict", None)) else ["to_dict()"])
+    if missing:
+        raise ValueError(f"model family {family.name!r}: its config class {family.config_class.__name__} lacks "
+                         f"{', '.join(missing)} (the training driver reads them)")
     if family.name in _families:
         raise ValueError(f"a model family named {family.name!r} is registered already "
                          f"({type(_families[family.name]).__qualname__})")
