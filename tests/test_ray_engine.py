@@ -193,3 +193,17 @@ def test_pix2pix_with_grids_matches_the_local_engine(ray_instance, pix2pix_bundl
     local, ray = files_of(tmp_path / "local"), files_of(tmp_path / "ray")
     assert "out/sub/d.png" in ray and "out/sub/d/grid.png" in ray and "out/index.html" in ray
     assert ray == local
+
+
+def test_a_backend_the_workers_cannot_open_leaves_no_output_folder(ray_instance, model, inputs, tmp_path):
+    """The actors open the model during setup, before anything is written: a backend missing on the workers
+    is a setup error (exit 2, one line naming the worker), and the output folder is not left behind."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed here: the workers could open it")
+    code, output = translate(model, inputs, *MUNIT_ARGS, *RAY_ARGS, "--backend", "tensorrt", "-o", tmp_path / "out")
+    assert code == EXIT_USAGE, output
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "tensorrt" in errors[0] and "(on a Ray worker)" in errors[0], output
+    assert not (tmp_path / "out").exists()

@@ -38,7 +38,8 @@ class LocalEngine:
         self.translator: Translator | None = None
 
     @contextlib.contextmanager
-    def setup(self, bundle, options: TranslateOptions, plan: TranslatePlan, report: Report):
+    def setup(self, bundle, options: TranslateOptions, plan: TranslatePlan, report: Report, layout: OutputLayout,
+              notify):
         """Open the bundle's Translator on the chosen backend and let the plan prepare (nothing to do: neither)."""
         if not self.has_work:  # a finished run resumes without even opening the model
             yield

@@ -92,6 +92,10 @@ class TranslateActor:
         except MunitRtError as exc:  # Ray would keep only its text in a traceback: hand it to the driver instead
             self.setup_error, self.backend = str(exc), ""
 
+    def setup_problem(self) -> str:
+        """'' once the model is open here, else why not (the driver calls this before any output exists)."""
+        return self.setup_error
+
     def translate(self, batch: list[tuple[str, str]]) -> dict[str, Any]:
         """(absolute path, relative path) per input -> what the batch did, as the Report's fields; "fatal" (disk
         full, read-only) and "setup" (no model on this worker) stop the run on the driver (exit 2)."""
@@ -122,65 +126,73 @@ class TranslateActor:
 
 # -- the driver ---------------------------------------------------------------------------------------------
 class RayEngine:
-    """The run on Ray workers; the driver (this process) prepares a plan that needs the model (reference images
-    to encode) once, so every worker gets the same codes and the run record keeps them."""
+    """The run on Ray actors. Setup joins (or starts) Ray, prepares a plan that needs the model on the driver
+    (reference images encoded once: every worker gets the same codes and the run record keeps them) and starts
+    the actors, waiting until each has opened the model: a worker that cannot (no backend, no GPU there) is a
+    setup error, before the output folder holds anything."""
 
     def __init__(self, has_work: bool):
         self.has_work = has_work
+        self.actors: list[Any] = []
+        self.workers = 0
 
     @contextlib.contextmanager
-    def setup(self, bundle: Bundle, options: TranslateOptions, plan: TranslatePlan, report: Report):
-        if self.has_work and plan.needs_model:
-            from munit_rt.translator import Translator
+    def setup(self, bundle: Bundle, options: TranslateOptions, plan: TranslatePlan, report: Report,
+              layout: OutputLayout, notify: Callable[[str], None]):
+        if not self.has_work:
+            yield
+            return
+        ray = require_ray()
+        started_here = _connect(ray, options)
+        try:
+            if plan.needs_model:
+                from munit_rt.translator import Translator
 
-            with Translator(bundle, backend=options.backend, precision=options.precision,
-                            **options.backend_options()) as translator:
-                plan.prepare(translator)
-        yield
+                with Translator(bundle, backend=options.backend, precision=options.precision,
+                                **options.backend_options()) as translator:
+                    plan.prepare(translator)
+            self.workers = _worker_count(ray, options, notify)
+            # workers may run elsewhere, in another folder: every path they get is absolute
+            worker_layout = copy.copy(layout)
+            worker_layout.root = _absolute(layout.root)
+            resources = {"num_gpus": options.gpus_per_worker, "num_cpus": 0} if options.gpus_per_worker else \
+                {"num_cpus": 1}
+            remote = ray.remote(TranslateActor).options(max_restarts=0, **resources)
+            self.actors = [remote.remote(str(_absolute(bundle.path)), dataclasses.replace(options, progress=False),
+                                         worker_layout, plan.with_absolute_paths(_absolute))
+                           for _ in range(self.workers)]
+            problems = [p for p in ray.get([actor.setup_problem.remote() for actor in self.actors]) if p]
+            if problems:
+                raise MunitRtError(f"{problems[0]} (on a Ray worker)")
+            yield
+        finally:
+            for actor in self.actors:  # done, or stopped early (an error, Ctrl-C): the workers go now
+                ray.kill(actor, no_restart=True)
+            self.actors = []
+            if started_here:
+                ray.shutdown()
 
     def run(self, todo: list[InputImage], bundle: Bundle, options: TranslateOptions, layout: OutputLayout,
             plan: TranslatePlan, report: Report, notify: Callable[[str], None]) -> None:
-        if todo:
-            translate_ray(todo, bundle, options, layout, plan, report, notify)
+        """Translate `todo` on the actors into `report`, as munit_rt.translate.local does in this process."""
+        from tqdm import tqdm
 
-
-def translate_ray(todo: list[InputImage], bundle: Bundle, options: TranslateOptions, layout: OutputLayout,
-                  plan: TranslatePlan, report: Report, notify: Callable[[str], None] | None = None) -> None:
-    """Translate `todo` on Ray workers into `report`, as munit_rt.translate.local does in this process."""
-    from tqdm import tqdm
-
-    ray = require_ray()
-    notify = notify or (lambda line: print(line, file=sys.stderr))
-    started_here = _connect(ray, options)
-    actors: list[Any] = []
-    progress = None
-    try:
-        workers = _worker_count(ray, options, notify)
-        # workers may run elsewhere, in another folder: every path they get is absolute
-        worker_layout = copy.copy(layout)
-        worker_layout.root = _absolute(layout.root)
-        resources = {"num_gpus": options.gpus_per_worker, "num_cpus": 0} if options.gpus_per_worker else \
-            {"num_cpus": 1}
-        remote = ray.remote(TranslateActor).options(max_restarts=0, **resources)
-        actors = [remote.remote(str(_absolute(bundle.path)), dataclasses.replace(options, progress=False),
-                                worker_layout, plan.with_absolute_paths(_absolute)) for _ in range(workers)]
+        if not todo:
+            return
+        ray = require_ray()
         batches = deque([(str(_absolute(item.path)), item.relpath) for item in todo[i:i + options.batch_size]]
                         for i in range(0, len(todo), options.batch_size))
         progress = tqdm(total=len(todo), unit="img", file=sys.stderr, desc="translate (ray)",
                         disable=None if options.progress is None else not options.progress)
-        backend, busy = _dispatch(ray, actors, batches, report, progress)
-        used = len(busy) or workers  # no input translated: nothing to tell
-        workers_text = f"{workers} worker{'s' if workers != 1 else ''}"
-        report.backend = f"{backend or options.backend} on ray, " + (
-            workers_text if used == workers else f"{used} of {workers_text} busy")
-        report.failures.sort()
-    finally:
-        for actor in actors:  # done, or stopped early (a fatal error, Ctrl-C): the workers go now, not at exit
-            ray.kill(actor, no_restart=True)
-        if progress is not None:
+        try:
+            backend, busy = _dispatch(ray, self.actors, batches, report, progress)
+        finally:
             progress.close()
-        if started_here:
-            ray.shutdown()
+        used = len(busy) or self.workers  # no input translated: nothing to tell
+        workers_text = f"{self.workers} worker{'s' if self.workers != 1 else ''}"
+        report.backend = f"{backend or options.backend} on ray, " + (
+            workers_text if used == self.workers else f"{used} of {workers_text} busy")
+        report.failures.sort()
 
 
 def _dispatch(ray: Any, actors: list[Any], batches: deque, report: Report, progress: Any) -> tuple[str, set[str]]:

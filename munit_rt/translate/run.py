@@ -80,7 +80,8 @@ def translate_paths(options: TranslateOptions, notify: Callable[[str], None] | N
         report.skipped = len(items) - len(todo)
 
         engine = _engine(options, todo)
-        with engine.setup(bundle, options, plan, report):  # the model opens: a failure here leaves nothing
+        with engine.setup(bundle, options, plan, report, layout, notify):  # the model opens: a failure here
+            # leaves nothing behind
             save_codes(folder, plan.shared_codes(), compare_with=layout.root if options.resume else None)
             prepare_roots(layout)
             if not options.resume:  # --overwrite: what the earlier run wrote and this one will not
