@@ -50,8 +50,8 @@ def export_bundle(ckpt_path: str | Path | Sequence[str | Path], out_dir: str | P
     nothing is left behind.
     """
     from munit_rt.export.trace import DEFAULT_OPSET
-    from munit_rt.export.writer import (check_destination, default_bundle_dir, make_parents, make_staging_dir, publish,
-                                        remove_parents)
+    from munit_rt.export.writer import check_destination, default_bundle_dir, make_parents, make_staging_dir, publish
+    from munit_rt.io.outputs import remove_folders
 
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -65,7 +65,7 @@ def export_bundle(ckpt_path: str | Path | Sequence[str | Path], out_dir: str | P
     try:
         staging = make_staging_dir(out_dir)
     except BaseException:
-        remove_parents(created)
+        remove_folders(created)
         raise
     try:
         _write_bundle(staging, paths, config, PRECISIONS[precision], opset, atol, min_psnr,
@@ -73,7 +73,7 @@ def export_bundle(ckpt_path: str | Path | Sequence[str | Path], out_dir: str | P
         publish(staging, out_dir, force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        remove_parents(created)
+        remove_folders(created)
         raise
     return out_dir
 

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from munit_rt.bundle.schema import BUNDLE_FORMAT, MANIFEST_NAME, SCHEMA_VERSION  # the one definition of the format
 from munit_rt.export.errors import ExportError
+from munit_rt.io.outputs import make_folders
 from munit_rt.training.family import Checkpoint, TrainingFamily
 
 
@@ -135,27 +136,11 @@ def check_destination(out_dir: Path, force: bool) -> None:
 
 def make_parents(out_dir: Path) -> list[Path]:
     """Create the missing parent folders of `out_dir`; returns them, outermost first (removed again when the
-    export fails: remove_parents)."""
-    missing = []
-    for parent in out_dir.parents:
-        if parent.exists():
-            break
-        missing.append(parent)
+    export fails: munit_rt.io.outputs.remove_folders)."""
     try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        return make_folders(out_dir.parent)
     except OSError as exc:
-        remove_parents(list(reversed(missing)))
         raise ExportError(f"cannot create {out_dir.parent}: {exc.strerror or exc}") from None
-    return list(reversed(missing))
-
-
-def remove_parents(created: list[Path]) -> None:
-    """Remove folders make_parents created (innermost first), as long as they are empty."""
-    for folder in reversed(created):
-        try:
-            folder.rmdir()
-        except OSError:
-            break
 
 
 def make_staging_dir(out_dir: Path) -> Path:

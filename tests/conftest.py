@@ -1,10 +1,13 @@
 """Shared fixtures: tiny MUNIT configs and checkpoints (dim 8, 32x32) so the suite stays fast on CPU."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
+CLI = [sys.executable, "-c", "from munit_rt.cli import main; main()"]  # `munit-rt` of this interpreter
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 TINY_CONFIG = {
@@ -129,16 +132,44 @@ def write_image(path: Path, seed: int, size=(32, 32)) -> Path:
     return path
 
 
-def translate(model: Path, *args) -> tuple[int, str]:
-    """`munit-rt translate --model MODEL ARGS...` in-process: (exit code, output); real crashes re-raised."""
+def invoke(*args) -> tuple[int, str]:
+    """`munit-rt ARGS...` in-process (each argument as str): (exit code, output); real crashes re-raised."""
     from click.testing import CliRunner
 
     from munit_rt.cli import cli
 
-    result = CliRunner().invoke(cli, ["translate", "--model", str(model), *map(str, args)])
+    result = CliRunner().invoke(cli, [str(a) for a in args])
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.output
+
+
+def translate(model: Path, *args) -> tuple[int, str]:
+    """`munit-rt translate --model MODEL ARGS...` in-process: (exit code, output); real crashes re-raised."""
+    return invoke("translate", "--model", model, *args)
+
+
+def interrupt_mid_run(args: list, ready: Callable[[], bool], timeout: float, **popen) -> str:
+    """`munit-rt ARGS...` as a real process, interrupted as Ctrl-C would once `ready()`: asserts that it exits
+    with EXIT_INTERRUPTED and returns the last line of its stderr (what it says about the run)."""
+    import signal
+    import subprocess
+    import time
+
+    from munit_rt.cli.common import EXIT_INTERRUPTED
+
+    process = subprocess.Popen(CLI + [str(a) for a in args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None and time.monotonic() < deadline, f"not ready to interrupt after {timeout} s"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGSTOP)  # the SIGINT then lands mid-run, however fast the machine is
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGCONT)
+    _, stderr = process.communicate(timeout=timeout)
+    assert process.returncode == EXIT_INTERRUPTED, stderr
+    return stderr.strip().splitlines()[-1]
 
 
 RUN_FILES = ".munit-rt"  # the run record (and style codes) translate keeps in its output folder

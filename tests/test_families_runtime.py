@@ -16,14 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import listing, translate  # noqa: E402
-from click.testing import CliRunner
+from conftest import invoke, listing, translate  # noqa: E402
 from PIL import Image
 
 torch = pytest.importorskip("torch", reason="the reference outputs come from the training modules")
 pytest.importorskip("onnx", reason="the bundles are exported here (pip install 'munit-rt[export]')")
 
-from munit_rt.cli import cli  # noqa: E402
 from munit_rt.cli.common import EXIT_SOME_INPUTS_FAILED, EXIT_USAGE  # noqa: E402
 
 CYCLEGAN = {"family": "cyclegan", "ngf": 8, "ndf": 8, "n_blocks": 2, "load_size": 36, "crop_size": 32}
@@ -318,16 +316,14 @@ def test_two_dataset_labels_fill_the_active_slice_and_the_mask():
 
 # -- bundles, info, API ----------------------------------------------------------------------------------------
 def test_info_describes_each_family(cyclegan, stargan):
-    result = CliRunner().invoke(cli, ["info", str(cyclegan["bundle"])])
-    assert result.exit_code == 0, result.output
-    text = result.output
+    code, text = invoke("info", cyclegan["bundle"])
+    assert code == 0, text
     assert "family      cyclegan" in text
     assert "directions  a2b (generator_a2b, G_A: a -> b), b2a (generator_b2a, G_B: b -> a)" in text
     assert "nearest multiple of 4" in text and "style_dim" not in text
     assert any(line.startswith("generator_b2a") and "ok" in line for line in text.splitlines())
-    result = CliRunner().invoke(cli, ["info", str(stargan["bundle"])])
-    assert result.exit_code == 0, result.output
-    text = result.output
+    code, text = invoke("info", stargan["bundle"])
+    assert code == 0, text
     assert "family      stargan" in text
     assert "attributes  Black_Hair, Blond_Hair, Male" in text
     assert "hair colours, one at a time: Black_Hair, Blond_Hair" in text

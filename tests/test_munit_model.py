@@ -14,7 +14,7 @@ from munit_rt.training.config import config_from_dict
 from munit_rt.training.errors import CheckpointError
 from munit_rt.training.families.munit.layers import AdaptiveInstanceNorm2d, LayerNorm
 from munit_rt.training.families.munit.model import AdaINGen, MsImageDis
-from munit_rt.training.families.munit.upstream import remap_munit
+from munit_rt.training.families.munit.upstream import remap
 from munit_rt.training.weights import load_state_dict_strict
 
 # Tiny config (conftest): gen dim 8, mlp_dim 16, style_dim 4, n_downsample 2, n_res 1; dis dim 8, n_layer 2,
@@ -174,7 +174,7 @@ def test_official_pytorch03_checkpoint_loads(tiny_config):
         state[f"{name}.running_mean"] = torch.randn(channels)
         state[f"{name}.running_var"] = torch.rand(channels)
     target = AdaINGen(3, tiny_config.gen)
-    load_state_dict_strict(target, remap_munit(state, target), "official")
+    load_state_dict_strict(target, remap(state, target), "official")
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
     images = torch.rand(1, 3, 32, 32) * 2 - 1

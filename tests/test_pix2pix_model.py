@@ -26,7 +26,7 @@ from munit_rt.training.families.pix2pix.graphs import (  # noqa: E402
     TrainModeReference, generator_graph, parity_images, parity_sizes)
 from munit_rt.training.families.pix2pix.model import (  # noqa: E402
     UnetGenerator, inference_generator, infer_architecture, looks_like_unet, patch_discriminator, unet_generator)
-from munit_rt.training.families.pix2pix.upstream import remap_pix2pix  # noqa: E402
+from munit_rt.training.families.pix2pix.upstream import remap  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EPS = 1e-5
@@ -203,7 +203,7 @@ def test_upstream_keys_load_strictly(num_downs, norm, tmp_path):
     path = tmp_path / "latest_net_G.pth"
     torch.save(upstream_state(num_downs, norm), path)
     state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(remap_pix2pix(state, model), strict=True)
+    model.load_state_dict(remap(state, model), strict=True)
     assert torch.equal(model.state_dict()["model.model.0.weight"], state["model.model.0.weight"])
 
 
@@ -223,7 +223,7 @@ def test_old_instance_norm_file_loads_after_remap(tmp_path):
     model = UnetGenerator(3, 3, 7, NGF, "instance")
     with pytest.raises(RuntimeError, match="Unexpected key"):
         model.load_state_dict(loaded, strict=True)
-    remapped = remap_pix2pix(loaded, model)
+    remapped = remap(loaded, model)
     assert set(remapped) == set(state) and len(loaded) == len(state) + len(stale)  # pure: the input is kept
     model.load_state_dict(remapped, strict=True)
     assert infer_architecture(loaded).norm == "instance"
@@ -234,7 +234,7 @@ def test_old_batch_norm_file_without_num_batches_tracked_loads(tmp_path):
     path = tmp_path / "old_net_G.pth"
     torch.save(state, path)
     model = UnetGenerator(3, 3, 8, NGF, "batch")
-    model.load_state_dict(remap_pix2pix(torch.load(path, weights_only=True), model), strict=True)
+    model.load_state_dict(remap(torch.load(path, weights_only=True), model), strict=True)
 
 
 # ---------------------------------------------------------------------------------- (c) architecture

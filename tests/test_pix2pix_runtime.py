@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import translate, write_yaml  # noqa: E402
+from conftest import invoke, translate, write_yaml  # noqa: E402
 from PIL import Image
 
 torch = pytest.importorskip("torch", reason="the expected outputs come from the training module")
@@ -29,20 +29,15 @@ CONFIG = {"family": "pix2pix", "netG": "unet_128", "ngf": 2, "norm": "batch", "i
 
 @pytest.fixture(scope="module")
 def pix2pix(tmp_path_factory):
-    from click.testing import CliRunner
-
-    from munit_rt.cli import cli
-
     root = tmp_path_factory.mktemp("pix2pix_rt")
     state = upstream_state(7, "batch", input_nc=1, output_nc=3)
     torch.save(state, root / "latest_net_G.pth")
     model = UnetGenerator(1, 3, 7, 2, "batch", use_dropout=True)
     model.load_state_dict(state, strict=True)
     bundle = root / "pix2pix.bundle"
-    result = CliRunner().invoke(cli, ["export", str(root / "latest_net_G.pth"), "--config",
-                                      str(write_yaml(root / "p2p.yaml", CONFIG)), "-o", str(bundle),
-                                      "--precision", "fp32"])
-    assert result.exit_code == 0, result.output
+    code, output = invoke("export", root / "latest_net_G.pth", "--config", write_yaml(root / "p2p.yaml", CONFIG),
+                          "-o", bundle, "--precision", "fp32")
+    assert code == 0, output
     manifest = json.loads((bundle / "manifest.json").read_text())
     return {"bundle": bundle, "module": inference_generator(model, eval_mode=False), "manifest": manifest}
 
@@ -103,13 +98,8 @@ def test_translate_refuses_a_size_off_the_multiple(pix2pix, tmp_path):
 
 
 def test_info_says_direction_test_mode_and_determinism(pix2pix):
-    from click.testing import CliRunner
-
-    from munit_rt.cli import cli
-
-    result = CliRunner().invoke(cli, ["info", str(pix2pix["bundle"])])
-    assert result.exit_code == 0, result.output
-    text = result.output
+    code, text = invoke("info", pix2pix["bundle"])
+    assert code == 0, text
     assert "BtoA: b -> a (the training direction)" in text
     assert "unet_128, 7 blocks, norm batch; H and W multiples of 128" in text
     assert "eval: false: BatchNorm with each image's own statistics" in text

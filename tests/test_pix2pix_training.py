@@ -21,7 +21,7 @@ from munit_rt.training.engine.callbacks import TrainingCallback  # noqa: E402
 from munit_rt.training.engine.distributed import state_digest  # noqa: E402
 from munit_rt.training.engine.driver import train  # noqa: E402
 from munit_rt.training.errors import ConfigError, DataError  # noqa: E402
-from munit_rt.training.families.pix2pix.data import AlignedDataset, open_aligned_data  # noqa: E402
+from munit_rt.training.families.pix2pix.data import AlignedDataset, open_training_data  # noqa: E402
 from munit_rt.training.families.pix2pix.trainer import Pix2PixTrainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,13 +95,13 @@ def test_a_and_b_get_the_same_crop_and_flip(tmp_path):
     assert flipped == {True, False}  # both draws happen
     grey = AlignedDataset([tmp_path / "train" / "pair.png"], tiny(input_nc=1, direction="BtoA"), "train")[(0, 0)]
     assert (grey[0].shape[0], grey[1].shape[0]) == (3, 1)  # A: output_nc, B: input_nc
-    train_set, shown = open_aligned_data(config, tmp_path)
+    train_set, shown = open_training_data(config, tmp_path)
     assert shown is train_set  # no test/ or val/: the grids show training pairs
 
 
 def test_missing_train_folder_and_bad_sizes(tmp_path):
     with pytest.raises(DataError, match=r"train: no such folder \(expected DATA/train with A\|B pair images"):
-        open_aligned_data(tiny(), tmp_path)
+        open_training_data(tiny(), tmp_path)
     from munit_rt.training.config import config_from_dict
 
     with pytest.raises(ConfigError, match="'crop_size' must be a multiple of 256 for netG unet_256"):

@@ -93,3 +93,38 @@ def test_a_family_is_named_only_in_its_own_modules(name):
                  for path in sorted((REPO / folder).rglob("*.py"))
                  if not path.relative_to(REPO).as_posix().startswith(own) and quoted.search(path.read_text())]
     assert not offenders, f"'{name}' named outside its own modules: {', '.join(offenders)}"
+
+
+def test_a_family_package_supplies_the_methods_the_family_does_not_define(monkeypatch):
+    """training.family.CONVENTIONS: a method the family leaves out is the function of that name in its package's
+    module, imported on the first call; a module without it leaves the base's default (an abstract method: an
+    error naming the module); a method the family defines wins, and its module is never imported."""
+    import sys
+    import types
+    from pathlib import Path
+
+    from munit_rt.training.family import TrainingFamily
+
+    package = "conventional_family"
+    modules = {"model": {"build_generator": lambda config, key: ("built", config, key)},
+               "upstream": {"detect": lambda obj, path: None}, "graphs": {}}
+    for name, functions in modules.items():
+        module = types.ModuleType(f"{package}.{name}")
+        module.__dict__.update(functions)
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+
+    class Conventional(TrainingFamily):
+        name, title, package = "conventional", "Conventional", "conventional_family"
+
+        def preprocess(self, config):  # its own: conventional_family.data is never imported
+            return "own"
+
+        def model_part(self, config) -> tuple:
+            return ()
+
+    family = Conventional()
+    assert family.build_generator("cfg", "G") == ("built", "cfg", "G")
+    assert family.detect({}, Path("x.pt")) is None and family.upstream_iteration(Path("x.pt")) is None
+    assert family.preprocess(None) == "own" and f"{package}.data" not in sys.modules
+    with pytest.raises(NotImplementedError, match=rf"{package}\.graphs has no describe_graphs\(\)"):
+        family.graphs({}, None)

@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import counts_line, files_of, translate, write_image, write_images  # noqa: E402
+from conftest import CLI, counts_line, files_of, translate, write_image, write_images  # noqa: E402
 from PIL import Image
 
 from munit_rt.cli.common import EXIT_OK, EXIT_SOME_INPUTS_FAILED, EXIT_USAGE
 
-CLI = [sys.executable, "-c", "from munit_rt.cli import main; main()"]  # `munit-rt` of this interpreter
 
 
 def one_line_error(output: str) -> str:

@@ -10,29 +10,18 @@ import json
 import re
 import shlex
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from conftest import counts_line, files_of, translate, write_image, write_images  # noqa: E402
-from test_run_trust import CLI  # noqa: E402
+from conftest import (CLI, counts_line, files_of, interrupt_mid_run, invoke, translate, write_image,  # noqa: E402
+                      write_images)
 from test_tensorrt_offline import fakes  # noqa: E402,F401 - the fake TensorRT fixture
 
-from munit_rt.cli import cli
-from munit_rt.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_INPUTS_FAILED, EXIT_USAGE
+from munit_rt.cli.common import EXIT_OK, EXIT_SOME_INPUTS_FAILED, EXIT_USAGE
 
 ATTRS = ["Black_Hair", "Blond_Hair", "Male"]
-
-
-def invoke(*args) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 @pytest.fixture
@@ -236,19 +225,8 @@ def test_translator_opens_the_installed_model_by_name(installed):
 def test_ctrl_c_says_what_is_done_and_the_printed_command_resumes(model, tmp_path):
     inputs, out = tmp_path / "in", tmp_path / "out"
     write_images(inputs, 400, size=(32, 32))
-    run = subprocess.Popen(CLI + ["translate", "-m", str(model), str(inputs), "-s", "1", "-b", "1", "-o", str(out)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 120
-    while not any(out.glob("*/style_00.png")):
-        assert run.poll() is None and time.monotonic() < deadline, "no output appeared"
-        time.sleep(0.005)
-    run.send_signal(signal.SIGSTOP)  # the SIGINT then lands mid-run, however fast the machine is
-    run.send_signal(signal.SIGINT)
-    run.send_signal(signal.SIGCONT)
-    _, stderr = run.communicate(timeout=120)
-    assert run.returncode == EXIT_INTERRUPTED, stderr
-    last = stderr.strip().splitlines()[-1]
+    last = interrupt_mid_run(["translate", "-m", model, inputs, "-s", 1, "-b", 1, "-o", out],
+                             lambda: any(out.glob("*/style_00.png")), timeout=120)
     match = re.fullmatch(r"Interrupted: (\d+) inputs translated in this run, their files complete; "
                          r"to go on, run: (munit-rt translate .*)", last)
     assert match, last

@@ -20,7 +20,8 @@ from munit_rt.training.checkpoint import read_checkpoint, save_checkpoint
 from munit_rt.training.config import config_from_dict
 from munit_rt.training.errors import CheckpointError, ConfigError, DataError
 from munit_rt.training.families.stargan.config import StarGanConfig
-from munit_rt.training.families.stargan.data import open_datasets, read_attribute_file, select_labels, split_entries
+from munit_rt.training.families.stargan.data import (open_training_data, read_attribute_file, select_labels,
+                                                     split_entries)
 from munit_rt.training.families.stargan.model import Discriminator, Generator, InputStatsInstanceNorm2d
 from munit_rt.training.families.stargan.trainer import StarGanTrainer, gradient_penalty, lr_factor
 from munit_rt.training.registry import load_generators
@@ -193,7 +194,7 @@ def test_attribute_file_labels_split_and_errors(tmp_path):
 def test_dataset_items_crop_resize_and_labels(tmp_path):
     attr_path = write_dataset(tmp_path)
     config = tiny(image_dir=str(tmp_path), attr_path=str(attr_path), split_seed=None, flip=False)
-    (train_set, test_set), = open_datasets(config, None)
+    (train_set, test_set), = open_training_data(config, None)
     image, label = train_set[(1, 0)]
     assert image.shape == (3, 32, 32) and -1 <= image.min() and image.max() <= 1
     assert label.tolist() == [1.0, 0.0, 1.0] and len(train_set) == 4 and len(test_set) == 1

@@ -30,9 +30,9 @@ from torch.nn import functional as F  # noqa: E402
 
 from conftest import write_images, write_yaml  # noqa: E402
 from munit_rt.bundle.fields import ManifestError  # noqa: E402
-from munit_rt.families.base import Family, TranslatePlan  # noqa: E402
+from munit_rt.families.base import Family, GeneratePlan  # noqa: E402
 from munit_rt.preprocess import Preprocess, pil_filter  # noqa: E402
-from munit_rt.training.config_fields import key  # noqa: E402
+from munit_rt.training.config_fields import RunConfig, key  # noqa: E402
 from munit_rt.training.family import GraphSpec, TensorSpec, TrainingFamily  # noqa: E402
 from munit_rt.translator import Translator  # noqa: E402
 
@@ -43,20 +43,17 @@ SIZE = 16  # training crops and the preprocessing's shorter side
 # ============================================================================================ torch half
 
 @dataclass(frozen=True)
-class ToyConfig:
+class ToyConfig(RunConfig):  # the run keys (max_iter: `train --max-iter` overrides num_iters), redeclared if other
     channels: int = key(3, choices=(1, 3))
     kernel: int = key(3, choices=(1, 3, 5))
     size: int = key(SIZE, min=4)
     lr: float = key(0.01, min=0.0)
-    batch_size: int = key(2, min=1)
     num_iters: int = key(10, min=1)
-    max_iter: int | None = key(None, type=int)  # `train --max-iter` overrides it
+    batch_size: int = key(2, positive=True)
     num_workers: int = key(0, min=0)
-    log_iter: int = 1
-    image_save_iter: int = 1000
-    snapshot_save_iter: int = 1000
-    display_size: int = 2
-    seed: int = 0
+    log_iter: int = key(1, positive=True)
+    snapshot_save_iter: int = key(1000, positive=True)
+    display_size: int = key(2, positive=True)
 
     def to_dict(self) -> dict:
         return {"family": NAME, **dataclasses.asdict(self)}
@@ -206,14 +203,6 @@ class ToyTranslator(Translator):
         return self._run_batches("generator", {"image": images}, self._check_batch_size(batch_size))
 
 
-@dataclass
-class ToyPlan(TranslatePlan):
-    batch_size: int = 8
-
-    def run(self, translator: ToyTranslator, images: np.ndarray, relpaths: list[str]) -> np.ndarray:
-        return translator.generate(images, self.batch_size)[:, None]
-
-
 class ToyFamily(Family):
     name = NAME
     title = "Toy"
@@ -237,9 +226,9 @@ class ToyFamily(Family):
     def channels(self, manifest, domain=None) -> int:
         return manifest.model.channels
 
-    def plan(self, bundle, options) -> ToyPlan:
-        return ToyPlan(bundle.preprocess.with_size(options.size), bundle.model.channels, ["output"], True,
-                       batch_size=options.batch_size)
+    def plan(self, bundle, options) -> GeneratePlan:
+        return GeneratePlan(bundle.preprocess.with_size(options.size), bundle.model.channels, ["output"], True,
+                            batch_size=options.batch_size)
 
     def triton_layout(self, bundle, directions, prefix):
         from munit_rt.triton.layout import Layout, graph_model

@@ -9,33 +9,22 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch", reason="training needs munit-rt[train]")
 
-from click.testing import CliRunner  # noqa: E402
-from conftest import tiny_config_dict, write_images, write_yaml  # noqa: E402
-from test_run_trust import CLI, one_line_error  # noqa: E402
+from conftest import CLI, interrupt_mid_run, invoke, tiny_config_dict, write_images, write_yaml  # noqa: E402
+from test_run_trust import one_line_error  # noqa: E402
 from test_stargan import ATTRS, tiny, write_dataset  # noqa: E402
 
-from munit_rt.cli import cli  # noqa: E402
-from munit_rt.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: E402
+from munit_rt.cli.common import EXIT_OK, EXIT_USAGE  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REFUSAL = ("refused, the file contains pickled objects that could run code when loaded; re-save it as plain "
            "tensors, or pass --trust-checkpoint if you trust its author")
-
-
-def invoke(*args) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 @pytest.fixture
@@ -138,20 +127,9 @@ def test_ctrl_c_in_train_says_what_was_saved_and_the_printed_command_goes_on(tmp
     run_dir = tmp_path / "run"
     stats = run_dir / "logs" / "stats.jsonl"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny tensors: one torch thread is fastest (see conftest)
-    train = subprocess.Popen(CLI + ["train", "--config", str(config), "--data", str(munit_data), "-o", str(run_dir),
-                                    "--max-iter", "8", "--device", "cpu"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 300
-    while not (stats.is_file() and stats.read_text().strip()):
-        assert train.poll() is None and time.monotonic() < deadline, "training never logged an iteration"
-        time.sleep(0.01)
-    train.send_signal(signal.SIGSTOP)  # the SIGINT lands mid-run, however fast the machine is
-    train.send_signal(signal.SIGINT)
-    train.send_signal(signal.SIGCONT)
-    _, stderr = train.communicate(timeout=300)
-    assert train.returncode == EXIT_INTERRUPTED, stderr
-    last = stderr.strip().splitlines()[-1]
+    last = interrupt_mid_run(["train", "--config", config, "--data", munit_data, "-o", run_dir, "--max-iter", 8,
+                              "--device", "cpu"], lambda: stats.is_file() and stats.read_text().strip(), timeout=300,
+                             env=env)
     match = re.fullmatch(r"Interrupted at iteration (\d+): the snapshot of iteration (\d+) is saved in (\S+) "
                          r"\(gen_(\d{8})\.pt, dis_(\d{8})\.pt, optimizer\.pt\); to go on, run: (munit-rt train .*)", last)
     assert match, last

@@ -6,12 +6,14 @@ training config otherwise silently trains the wrong model for a day.
 
     key(default, **checks)            a field and its checks: type (optional ints, name lists), choices (expect:
                                       how to say them), min, positive, nullable
+    RunConfig                         the run keys every family's config extends (batch size, logging, seed)
     build_config(cls, data, source)   the dataclass, every key checked; nested dataclasses by prefix (gen.dim)
+    check_epoch_sizes(config, ...)    the sizes of junyanz/pytorch-CycleGAN-and-pix2pix's options that must fit
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from munit_rt.training.errors import ConfigError
@@ -20,6 +22,23 @@ from munit_rt.training.errors import ConfigError
 def key(default: Any, **checks: Any) -> Any:
     """A config field with its checks as metadata (see the module docstring)."""
     return field(default=default, metadata=checks)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The keys of a training run, munit-rt's own and the same in every family (the driver reads them:
+    training.family.TRAINING_KEYS). A family's config extends this class and redeclares a key only where its
+    default differs; these keys come first in its to_dict()."""
+
+    batch_size: int = key(1, positive=True)
+    max_iter: int | None = key(None, type=int)  # stop after this many iterations (the LR schedule unchanged)
+    num_workers: int = key(4, min=0)
+    # logging and snapshots (iterations)
+    log_iter: int = key(100, positive=True)
+    image_save_iter: int = key(1000, positive=True)
+    snapshot_save_iter: int = key(5000, positive=True)
+    display_size: int = key(4, positive=True)
+    seed: int = 0
 
 
 def build_config(cls: type, data: Any, source: str, prefix: str = ""):
@@ -73,3 +92,19 @@ def _check_bool_or_names(expected: type, value: Any, path: str, source: str) -> 
     if duplicates:
         raise ConfigError(f"{source}: key '{path}' names {', '.join(duplicates)} more than once")
     return tuple(value)
+
+
+def check_epoch_sizes(config: Any, source: str, multiple: int, halves: str, d_layers: int, d_set_by: str) -> None:
+    """What single keys of junyanz/pytorch-CycleGAN-and-pix2pix's options cannot say: n_epochs + n_epochs_decay
+    above 0; crop_size within load_size, a multiple of `multiple` (`halves`: why), and at least what a
+    discriminator of `d_layers` stride-2 layers (`d_set_by`: the keys that set them) sees. A ConfigError naming
+    `source` and the key."""
+    if config.n_epochs + config.n_epochs_decay == 0:
+        raise ConfigError(f"{source}: keys 'n_epochs' and 'n_epochs_decay' are both 0; nothing to train")
+    crop = config.crop_size
+    if crop > config.load_size:
+        raise ConfigError(f"{source}: key 'crop_size' ({crop}) is larger than 'load_size' ({config.load_size})")
+    if crop % multiple:
+        raise ConfigError(f"{source}: key 'crop_size' must be a multiple of {multiple} {halves}, got {crop}")
+    if crop < 3 * 2**d_layers:
+        raise ConfigError(f"{source}: key 'crop_size' must be >= {3 * 2**d_layers} for {d_set_by}, got {crop}")

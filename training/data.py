@@ -32,6 +32,29 @@ def check_images_readable(paths: list[Path]) -> None:
             raise DataError(f"{path}: cannot read image ({_reason(exc)})") from None
 
 
+def data_root(data_dir: str | Path | None, config_root: str | None, layout: str) -> str | Path:
+    """Where the training data is: --data (`data_dir`), else the config's data_root, a relative path counting
+    from the current folder as upstream's; neither is a DataError saying what the folder holds (`layout`)."""
+    root = data_dir if data_dir is not None else config_root
+    if root is None:
+        raise DataError(f"no training data: pass --data DIR ({layout}) or set data_root")
+    return root
+
+
+def check_images(paths: list[Path], where: str | Path) -> list[Path]:
+    """`paths` (found in, or listed by, `where`), each header read: none, or an unreadable one, is a DataError."""
+    if not paths:
+        raise DataError(f"{where}: no images ({', '.join(IMAGE_EXTENSIONS)}, searched recursively)")
+    check_images_readable(paths)
+    return paths
+
+
+def check_batch_fits(count: int, what: str, where: str | Path, batch_size: int, world_size: int) -> None:
+    """One step takes batch_size items in each of `world_size` processes: fewer `what` is a DataError."""
+    if count < batch_size * world_size:
+        raise DataError(f"{where}: {count} {what}, fewer than batch_size {batch_size}{per_step(world_size)}")
+
+
 def load_image(path: Path, channels: int) -> Image.Image:
     """RGB, or grayscale ("L", ITU-R 601 luma) for a 1-channel domain."""
     try:

@@ -3,7 +3,8 @@
 Each family describes itself once, in its own package under training/families/ (munit_rt.training.families.X),
 and registers an instance of its `TrainingFamily` subclass (munit_rt.training.registry.register); shared code
 (the driver, checkpoint reading, export, `info`) looks families up by the name a checkpoint or config carries
-and never branches on it. Families implement methods in their own modules and bind them with `delegate`, so the
+and never branches on it. A family names its `package` and implements methods as functions of its modules, found
+by name (CONVENTIONS: check_config in config, build_generator in model, ...) or bound with `delegate`, so the
 torch-side code loads on first use. The runtime half of a family (manifest block, translate job, Triton layout) is
 munit_rt.families.X; the two meet only through the bundle manifest, which export writes from this half and the
 runtime validates with its half.
@@ -154,14 +155,34 @@ class Detection:
 
 # ---------------------------------------------------------------------------------------------- family
 
-def delegate(target: str) -> Callable[..., Any]:
+# Where a family's methods live by convention: a family that sets `package` and does not define one of these
+# methods gets the function of the method's name (or the one named after ":") from the package's module named
+# here, imported on the first call, so listing families needs no torch. A module without that function leaves
+# the base class's default (for an abstract method: an error naming the module and the function).
+CONVENTIONS = {
+    "check_config": "config",
+    "build_generator": "model",
+    "remap": "upstream", "detect": "upstream", "upstream_iteration": "upstream", "upstream_config": "upstream",
+    "describe_checkpoint": "upstream",
+    "graphs": "graphs:describe_graphs", "manifest_model": "graphs",
+    "preprocess": "data", "open_training_data": "data",
+    "build_job": "trainer", "schedule": "trainer",
+}
+
+
+def delegate(target: str, default: Callable[..., Any] | None = None) -> Callable[..., Any]:
     """A family method implemented by the function `target` ("package.module:function"), which takes the method's
     arguments without `self` and is imported on the first call: a family's torch-side modules stay unimported
-    until used, so listing families needs no torch."""
+    until used. With `default` (a method), a module without the function falls back to it."""
     module_name, _, function_name = target.partition(":")
 
     def method(self, *args: Any, **kwargs: Any) -> Any:
-        return getattr(importlib.import_module(module_name), function_name)(*args, **kwargs)
+        module = importlib.import_module(module_name)
+        if default is None or hasattr(module, function_name):
+            return getattr(module, function_name)(*args, **kwargs)
+        if getattr(default, "__isabstractmethod__", False):
+            raise NotImplementedError(f"{type(self).__name__}: {module_name} has no {function_name}()")
+        return default(self, *args, **kwargs)
 
     method.__name__, method.__doc__ = function_name, f"{target}, imported on the first call."
     return method
@@ -185,6 +206,20 @@ class TrainingFamily(abc.ABC):
     pair_files: ClassVar[str] = ""          # upstream files that may come as a pair (CycleGAN's G_A with G_B)
     upstream_defaults: ClassVar[bool] = False  # plain files without a config: assume config_class() (upstream's)
                                                # (the default `upstream_config`)
+    package: ClassVar[str | None] = None    # "munit_rt.training.families.X": methods not defined come from its
+                                            # modules (CONVENTIONS)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Bind, for a family with a `package`, every method of CONVENTIONS that neither it nor a parent family
+        defines (runs before ABCMeta counts the abstract methods, so the bound ones count as implemented)."""
+        super().__init_subclass__(**kwargs)
+        if cls.package is None:
+            return
+        for method, place in CONVENTIONS.items():
+            default = getattr(TrainingFamily, method)
+            if getattr(cls, method) is default:
+                module, _, function = place.partition(":")
+                setattr(cls, method, delegate(f"{cls.package}.{module}:{function or method}", default))
 
     # -- config ----------------------------------------------------------------------------------------
     def config_from_dict(self, data: dict[str, Any], source: str) -> Any:

@@ -78,6 +78,17 @@ class TranslatePlan:
         return {}
 
 
+@dataclass
+class GeneratePlan(TranslatePlan):
+    """One output per input, through the translator's `generate(images, batch_size)`: the plan of a family whose
+    bundle runs one generator graph in one direction (pix2pix)."""
+
+    batch_size: int = 8
+
+    def run(self, translator: Any, images: np.ndarray, relpaths: list[str]) -> np.ndarray:
+        return translator.generate(images, self.batch_size)[:, None]
+
+
 class Family(abc.ABC):
     """One model family's runtime description. Subclasses set the class attributes and implement the methods."""
 

@@ -25,7 +25,7 @@ import numpy as np
 from munit_rt.bundle.fields import Fields, ManifestError
 from munit_rt.errors import InputError
 from munit_rt.families import register
-from munit_rt.families.base import Family, TranslatePlan, domains_text, parse_domains
+from munit_rt.families.base import Family, GeneratePlan, domains_text, parse_domains
 from munit_rt.translator import Translator
 
 TRAINING_DIRECTIONS = {"AtoB": ("a", "b", "a2b"), "BtoA": ("b", "a", "b2a")}  # -> source, target, our name
@@ -77,14 +77,6 @@ class Pix2PixTranslator(Translator):
         return self._run_batches(model.graph, {"image": images}, batch_size)
 
 
-@dataclass
-class Pix2PixPlan(TranslatePlan):
-    batch_size: int = 8
-
-    def run(self, translator: Pix2PixTranslator, images: np.ndarray, relpaths: list[str]) -> np.ndarray:
-        return translator.generate(images, self.batch_size)[:, None]
-
-
 class Pix2PixFamily(Family):
     name = "pix2pix"
     title = "pix2pix"
@@ -120,13 +112,13 @@ class Pix2PixFamily(Family):
         model = manifest.model
         return model.domains[domain or model.source]
 
-    def plan(self, bundle, options) -> Pix2PixPlan:
+    def plan(self, bundle, options) -> GeneratePlan:
         model, multiple = bundle.model, bundle.preprocess.multiple
         if options.size is not None and options.size % multiple:
             raise InputError(f"--size {options.size}: this pix2pix generator ({model.net}) takes sizes that are "
                              f"multiples of {multiple}")
-        return Pix2PixPlan(bundle.preprocess.with_size(options.size), model.domains[model.source], ["output"], True,
-                           model.translates, options.batch_size)
+        return GeneratePlan(bundle.preprocess.with_size(options.size), model.domains[model.source], ["output"], True,
+                            model.translates, options.batch_size)
 
     def triton_layout(self, bundle, directions: tuple[str, ...], prefix: str):
         from munit_rt.triton.layout import Layout, graph_model

@@ -161,6 +161,32 @@ def clean_stale_temps(folders: Iterable[Path]) -> list[Path]:
     return removed
 
 
+def make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; returns the folders created, outermost first (remove_folders
+    takes them away again). On an OSError, raised as is, none of them is left."""
+    missing = []
+    for path in [folder, *folder.parents]:
+        if path.exists():
+            break
+        missing.append(path)
+    created = list(reversed(missing))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        remove_folders(created)
+        raise
+    return created
+
+
+def remove_folders(created: list[Path]) -> None:
+    """Remove folders make_folders created, innermost first, as long as they are empty."""
+    for folder in reversed(created):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
 def prepare_roots(layout: OutputLayout) -> None:
     """Create the output folders and prove they are writable, before any work starts."""
     for root in layout.roots():

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from munit_rt.errors import InputError
-from munit_rt.io.outputs import OutputLayout, write_atomic
+from munit_rt.io.outputs import OutputLayout, make_folders, remove_folders, write_atomic
 from munit_rt.text import printable
 
 LOCK_NAME = ".munit-rt.lock"
@@ -88,16 +88,10 @@ class RunFolder:
         self._wrote: list[Path] = []
 
     def __enter__(self) -> RunFolder:
-        missing = []
-        for folder in [self.root, *self.root.parents]:
-            if folder.exists():
-                break
-            missing.append(folder)
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.created = make_folders(self.root)
         except OSError as exc:
             raise InputError(f"output folder {self.root} is not writable ({exc.strerror or exc})") from None
-        self.created = list(reversed(missing))
         self._lock()
         return self
 
@@ -108,7 +102,7 @@ class RunFolder:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            self._remove_created()
+            remove_folders(self.created)
             raise InputError(f"output folder {self.root} is not writable ({exc.strerror or exc})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -142,14 +136,7 @@ class RunFolder:
             os.close(self._lock_fd)
             self._lock_fd = None
         if exc_type is not None and not self._started:
-            self._remove_created()
-
-    def _remove_created(self) -> None:
-        for folder in reversed(self.created):
-            try:
-                folder.rmdir()  # only if empty
-            except OSError:
-                break
+            remove_folders(self.created)
 
 
 def check_record(root: Path, record: RunRecord, resume: bool, has_outputs: bool) -> RunRecord | None:

@@ -37,10 +37,19 @@ class FamilyTrainer(nn.Module):
         raise NotImplementedError
 
     def train_step(self, batch: Any, iteration: int) -> dict[str, torch.Tensor]:
-        """One iteration (1-based `iteration`, `batch` on the device): updates, then LR schedules; returns the
-        loss terms. Distributed: average the gradients before every optimizer step
-        (`self.dist.average_gradients(optimizer)`)."""
+        """One iteration (1-based `iteration`, `batch` on the device): updates (`optimize`), then LR schedules;
+        returns the loss terms."""
         raise NotImplementedError
+
+    def optimize(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                 *also_zeroed: torch.optim.Optimizer) -> None:
+        """One update: the gradients of `optimizer` (and of `also_zeroed`) zeroed, `loss` backpropagated, the
+        gradients averaged across ranks under torchrun, then the step."""
+        for opt in (optimizer, *also_zeroed):
+            opt.zero_grad()
+        loss.backward()
+        self.dist.average_gradients(optimizer)
+        optimizer.step()
 
     def lr(self) -> float:
         """The generator LR the next step uses (logged with its losses)."""

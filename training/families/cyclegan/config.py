@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from munit_rt.training.config_fields import key
+from munit_rt.training.config_fields import RunConfig, check_epoch_sizes, key
 from munit_rt.training.errors import ConfigError
 
 NAME = "cyclegan"
@@ -14,7 +14,7 @@ GENERATOR_KEYS = ("G_A", "G_B")  # G_A translates A -> B, G_B translates B -> A 
 
 
 @dataclass(frozen=True)
-class CycleGanConfig:
+class CycleGanConfig(RunConfig):  # batch size, max_iter, workers, logging and seed: RunConfig's
     # model: ResnetGenerator (n_blocks 9 = upstream resnet_9blocks, 6 = resnet_6blocks), 70x70 PatchGAN
     input_nc: int = key(3, choices=(1, 3))
     output_nc: int = key(3, choices=(1, 3))
@@ -36,41 +36,22 @@ class CycleGanConfig:
     lr: float = 0.0002
     beta1: float = key(0.5, min=0.0)
     beta2: float = key(0.999, min=0.0)
-    batch_size: int = 1
     n_epochs: int = key(100, min=0)
     n_epochs_decay: int = key(100, min=0)
-    max_iter: int | None = key(None, type=int)  # munit-rt: stop after this many iterations (schedule unchanged)
     # data: DATA/trainA, trainB (testA, testB optional); resize to load_size^2, random crop_size^2, flip
     data_root: str | None = None
     load_size: int = key(286, min=1)
     crop_size: int = key(256, min=1)
     flip: bool = True
-    num_workers: int = key(4, min=0)
-    # logging and snapshots (iterations)
-    log_iter: int = 100
-    image_save_iter: int = 1000
-    snapshot_save_iter: int = 5000
-    display_size: int = 4
-    seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"family": NAME, **dataclasses.asdict(self)}
 
 
 def check_config(config: CycleGanConfig, source: str) -> None:
-    """What single keys cannot say: sizes that fit together."""
-    if config.n_epochs + config.n_epochs_decay == 0:
-        raise ConfigError(f"{source}: keys 'n_epochs' and 'n_epochs_decay' are both 0; nothing to train")
-    if config.crop_size > config.load_size:
-        raise ConfigError(f"{source}: key 'crop_size' ({config.crop_size}) is larger than 'load_size' "
-                          f"({config.load_size})")
-    if config.crop_size % 4:
-        raise ConfigError(f"{source}: key 'crop_size' must be a multiple of 4 (the generator halves the size "
-                          f"twice), got {config.crop_size}")
+    """What single keys cannot say: sizes that fit together, channels the identity loss can compare."""
+    check_epoch_sizes(config, source, 4, "(the generator halves the size twice)", config.n_layers_D,
+                      f"n_layers_D {config.n_layers_D}")
     if config.lambda_identity > 0 and config.input_nc != config.output_nc:
         raise ConfigError(f"{source}: the identity loss (lambda_identity {config.lambda_identity}) needs "
                           "input_nc == output_nc; set lambda_identity: 0")
-    smallest = 3 * 2**config.n_layers_D
-    if config.crop_size < smallest:
-        raise ConfigError(f"{source}: key 'crop_size' must be >= {smallest} for n_layers_D "
-                          f"{config.n_layers_D}, got {config.crop_size}")

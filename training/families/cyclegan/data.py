@@ -11,7 +11,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from munit_rt.preprocess import Preprocess, pil_filter
-from munit_rt.training.data import IMAGE_EXTENSIONS, check_images_readable, find_images, load_image, per_step, to_tensor
+from munit_rt.training.data import check_batch_fits, check_images, data_root, find_images, load_image, to_tensor
 from munit_rt.training.errors import DataError
 from munit_rt.training.families.cyclegan.config import CycleGanConfig
 from munit_rt.training.graphs import GENERATOR_MULTIPLE
@@ -64,13 +64,11 @@ class UnalignedDataset(Dataset):
                 for d in ("A", "B")}
 
 
-def open_unaligned_data(config: CycleGanConfig, data_dir, world_size: int = 1,
-                        config_dir: Path | None = None) -> tuple[UnalignedDataset, UnalignedDataset]:
+def open_training_data(config: CycleGanConfig, data_dir, world_size: int = 1,
+                       config_dir: Path | None = None) -> tuple[UnalignedDataset, UnalignedDataset]:
     """(train, display) datasets from DATA/trainA, trainB (display: testA/testB when both exist); `data_dir`
     (--data) replaces data_root, which counts from the current folder as upstream's (`config_dir` unused)."""
-    root = data_dir if data_dir is not None else config.data_root
-    if root is None:
-        raise DataError("no training data: pass --data DIR (with trainA/ and trainB/) or set data_root")
+    root = data_root(data_dir, config.data_root, "with trainA/ and trainB/")
     found = {}
     for split in ("train", "test"):
         for domain in ("A", "B"):
@@ -79,15 +77,9 @@ def open_unaligned_data(config: CycleGanConfig, data_dir, world_size: int = 1,
                 if split == "test":
                     continue
                 raise DataError(f"{folder}: no such folder (expected the layout DATA/trainA, trainB, testA, testB)")
-            paths = find_images(folder)
-            if not paths:
-                raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}, searched recursively)")
-            check_images_readable(paths)
-            found[f"{split}{domain}"] = paths
+            found[f"{split}{domain}"] = check_images(find_images(folder), folder)
     train = UnalignedDataset(found["trainA"], found["trainB"], config, "train")
-    if len(train) < config.batch_size * world_size:
-        raise DataError(f"{root}: {len(train)} training images, fewer than batch_size {config.batch_size}"
-                        f"{per_step(world_size)}")
+    check_batch_fits(len(train), "training images", root, config.batch_size, world_size)
     test = (UnalignedDataset(found["testA"], found["testB"], config, "test")
             if {"testA", "testB"} <= set(found) else train)
     return train, test

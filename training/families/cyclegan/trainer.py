@@ -10,20 +10,17 @@ cyclegan_%08d.pt, dis_%08d.pt and optimizer.pt (engine/snapshots.py).
 """
 from __future__ import annotations
 
-import itertools
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from munit_rt.training.engine.batches import CyclingBatches, epoch_loader
 from munit_rt.training.engine.driver import Job
-from munit_rt.training.engine.trainer import FamilyTrainer
+from munit_rt.training.epoch_trainer import EpochTrainer, epoch_job
 from munit_rt.training.family import Schedule
 from munit_rt.training.families.cyclegan.config import NAME, CycleGanConfig
 from munit_rt.training.families.cyclegan.data import UnalignedDataset
 from munit_rt.training.families.cyclegan.model import build_discriminator, build_generator
-from munit_rt.training.networks import epoch_schedule, gan_loss, init_weights, linear_decay_rule
+from munit_rt.training.networks import epoch_schedule, gan_loss
 
 
 class ImagePool:
@@ -59,33 +56,22 @@ class ImagePool:
         self.rng.set_state(state["rng"])
 
 
-class CycleGanTrainer(FamilyTrainer):
+class CycleGanTrainer(EpochTrainer):
     family = NAME
 
     def __init__(self, config: CycleGanConfig, iters_per_epoch: int):
-        super().__init__()
-        self.config = config
-        self.iters_per_epoch = iters_per_epoch
+        super().__init__(config, iters_per_epoch)
         self.netG_A, self.netG_B = build_generator(config, "G_A"), build_generator(config, "G_B")
         self.netD_A, self.netD_B = build_discriminator(config, "D_A"), build_discriminator(config, "D_B")
-        for net in (self.netG_A, self.netG_B, self.netD_A, self.netD_B):
-            init_weights(net, config.init_type, config.init_gain)
+        self.setup_training([self.netG_A, self.netG_B], [self.netD_A, self.netD_B], config.beta2)
         self.fake_A_pool = ImagePool(config.pool_size, seed=config.seed * 2 + 1)
         self.fake_B_pool = ImagePool(config.pool_size, seed=config.seed * 2 + 2)
-        adam = dict(lr=config.lr, betas=(config.beta1, config.beta2))
-        self.optimizer_G = torch.optim.Adam(itertools.chain(self.netG_A.parameters(), self.netG_B.parameters()), **adam)
-        self.optimizer_D = torch.optim.Adam(itertools.chain(self.netD_A.parameters(), self.netD_B.parameters()), **adam)
-        rule = linear_decay_rule(config.n_epochs, config.n_epochs_decay)
-        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, rule) for opt in (self.optimizer_G, self.optimizer_D)]
 
     def generators(self) -> dict[str, nn.Module]:
         return {"G_A": self.netG_A, "G_B": self.netG_B}
 
     def discriminators(self) -> dict[str, nn.Module]:
         return {"D_A": self.netD_A, "D_B": self.netD_B}
-
-    def lr(self) -> float:
-        return self.optimizer_G.param_groups[0]["lr"]
 
     def generator_losses(self, real_A, real_B, fake_A, fake_B, rec_A, rec_B) -> dict[str, torch.Tensor]:
         cfg = self.config
@@ -113,25 +99,17 @@ class CycleGanTrainer(FamilyTrainer):
 
         # generators, with the discriminators frozen
         self._set_requires_grad((self.netD_A, self.netD_B), False)
-        self.optimizer_G.zero_grad()
         losses = self.generator_losses(real_A, real_B, fake_A, fake_B, rec_A, rec_B)
         loss_G = sum(losses.values())
-        loss_G.backward()
-        self.dist.average_gradients(self.optimizer_G)
-        self.optimizer_G.step()
+        self.optimize(loss_G, self.optimizer_G)
 
         # discriminators, on pooled fakes
         self._set_requires_grad((self.netD_A, self.netD_B), True)
-        self.optimizer_D.zero_grad()
         loss_D_A = self.discriminator_loss(self.netD_A, real_B, self.fake_B_pool.query(fake_B))
         loss_D_B = self.discriminator_loss(self.netD_B, real_A, self.fake_A_pool.query(fake_A))
-        (loss_D_A + loss_D_B).backward()
-        self.dist.average_gradients(self.optimizer_D)
-        self.optimizer_D.step()
+        self.optimize(loss_D_A + loss_D_B, self.optimizer_D)
 
-        if iteration % self.iters_per_epoch == 0:  # the epoch is over
-            for scheduler in self.schedulers:
-                scheduler.step()
+        self.end_iteration(iteration)
         return {**losses, "loss_G": loss_G, "loss_D_A": loss_D_A, "loss_D_B": loss_D_B}
 
     @staticmethod
@@ -147,28 +125,27 @@ class CycleGanTrainer(FamilyTrainer):
         return {f"cyclegan_a2b_{iteration:08d}": [real_A, fake_B, self.netG_B(fake_B)],
                 f"cyclegan_b2a_{iteration:08d}": [real_B, fake_A, self.netG_A(fake_A)]}
 
+    def pool_states(self) -> dict:
+        return {"A": self.fake_A_pool.state_dict(), "B": self.fake_B_pool.state_dict()}
+
+    def load_pool_states(self, pools: dict) -> None:
+        self.fake_A_pool.load_state_dict(pools["A"], self.device)
+        self.fake_B_pool.load_state_dict(pools["B"], self.device)
+
     def training_state(self) -> dict:
-        return {"optimizer_G": self.optimizer_G.state_dict(), "optimizer_D": self.optimizer_D.state_dict(),
-                "schedulers": [s.state_dict() for s in self.schedulers],
-                "pools": {"A": self.fake_A_pool.state_dict(), "B": self.fake_B_pool.state_dict()}}
+        return {**super().training_state(), "pools": self.pool_states()}
 
     def load_training_state(self, state: dict) -> None:
-        self.optimizer_G.load_state_dict(state["optimizer_G"])
-        self.optimizer_D.load_state_dict(state["optimizer_D"])
-        for scheduler, saved in zip(self.schedulers, state["schedulers"]):
-            scheduler.load_state_dict(saved)
-        self.fake_A_pool.load_state_dict(state["pools"]["A"], self.device)
-        self.fake_B_pool.load_state_dict(state["pools"]["B"], self.device)
+        super().load_training_state(state)
+        self.load_pool_states(state["pools"])
 
     # per rank (training/distributed.py): each rank pools its own fakes, with its own draws
     def rank_state(self) -> dict:
-        pools = {"A": self.fake_A_pool.state_dict(), "B": self.fake_B_pool.state_dict()}
-        return {**super().rank_state(), "pools": pools}
+        return {**super().rank_state(), "pools": self.pool_states()}
 
     def load_rank_state(self, state: dict) -> None:
         super().load_rank_state(state)
-        self.fake_A_pool.load_state_dict(state["pools"]["A"], self.device)
-        self.fake_B_pool.load_state_dict(state["pools"]["B"], self.device)
+        self.load_pool_states(state["pools"])
 
     def seed_rank(self, seed: int) -> None:
         super().seed_rank(seed)
@@ -178,14 +155,8 @@ class CycleGanTrainer(FamilyTrainer):
 
 def build_job(config: CycleGanConfig, data: tuple[UnalignedDataset, UnalignedDataset], device: torch.device,
               dist) -> Job:
-    """The trainer, this rank's shard of each epoch, and the display images; `max_iter` stops early (the LR
-    schedule still follows the epochs)."""
-    train_set, display_set = data
-    loader = epoch_loader(train_set, config, NAME, device, dist)
-    trainer = CycleGanTrainer(config, iters_per_epoch=len(loader)).to(device)
-    total = schedule(config, data, dist.world_size).iterations
-    total = min(total, config.max_iter) if config.max_iter is not None else total
-    return Job(trainer, CyclingBatches({"AB": loader}), display_set.display(config.display_size), total)
+    """The trainer, this rank's shard of each epoch, and the display images (epoch_job)."""
+    return epoch_job(CycleGanTrainer, config, data, device, dist)
 
 
 def schedule(config: CycleGanConfig, data: tuple[UnalignedDataset, UnalignedDataset], world_size: int) -> Schedule:

@@ -15,7 +15,7 @@ from munit_rt.training.summary import describe_generators
 from munit_rt.training.weights import clean_state_dict, drop_stale_norm_buffers, has_conv_weight
 
 
-def detect_cyclegan(obj: Any, path: Path) -> Detection | None:
+def detect(obj: Any, path: Path) -> Detection | None:
     """A ResnetGenerator (ReflectionPad, then a 7x7 conv at model.1), or a refused NLayerDiscriminator (a 4x4
     conv first, at model.0)."""
     if not isinstance(obj, dict):
@@ -36,7 +36,7 @@ def describe_checkpoint(ckpt: Checkpoint, config_path: str | Path | None) -> str
                                summary_keys=("input_nc", "output_nc", "ngf", "n_blocks", "norm", "use_dropout"))
 
 
-def remap_cyclegan(state: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+def remap(state: dict[str, Any], model: nn.Module) -> dict[str, Any]:
     """Upstream state dict -> ours, pure. Rules, in order:
     1. DDP / torch.compile prefixes stripped;
     2. upstream `__patch_instance_norm_state_dict`: files from PyTorch < 0.4 (and some later ones) hold

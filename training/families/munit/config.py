@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from munit_rt.training.config_fields import key
+from munit_rt.training.config_fields import RunConfig, key
 
 NAME = "munit"
 GENERATOR_KEYS = ("a", "b")  # one AdaINGen per domain
@@ -42,7 +42,7 @@ class DisConfig:
 
 
 @dataclass(frozen=True)
-class MunitConfig:
+class MunitConfig(RunConfig):  # batch_size and seed: RunConfig's
     # logger options
     image_save_iter: int = key(10000, positive=True)
     image_display_iter: int = key(500, positive=True)
@@ -51,7 +51,6 @@ class MunitConfig:
     log_iter: int = key(10, positive=True)
     # optimisation options
     max_iter: int = key(1000000, positive=True)
-    batch_size: int = key(1, positive=True)
     weight_decay: float = key(0.0001, min=0)
     beta1: float = 0.5
     beta2: float = 0.999
@@ -87,8 +86,6 @@ class MunitConfig:
     data_list_train_b: str | None = None
     data_folder_test_b: str | None = None
     data_list_test_b: str | None = None
-    # munit-rt additions
-    seed: int = 0
 
     def input_dim(self, domain: str) -> int:
         return self.input_dim_a if domain == "a" else self.input_dim_b

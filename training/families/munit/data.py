@@ -22,7 +22,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from munit_rt.preprocess import Preprocess, resize_shorter_side
-from munit_rt.training.data import IMAGE_EXTENSIONS, check_images_readable, find_images, load_image, per_step, to_tensor
+from munit_rt.training.data import check_batch_fits, check_images, find_images, load_image, to_tensor
 from munit_rt.training.engine.batches import EpochBatchSampler, PairedBatches
 from munit_rt.training.errors import ConfigError, DataError
 from munit_rt.training.families.munit.config import MunitConfig
@@ -123,15 +123,11 @@ def open_training_data(config: MunitConfig, data_dir: str | Path | None, world_s
             paths, where = _domain_paths(config, data_dir, split, domain)
             if paths is None:  # testA/testB are optional
                 continue
-            if not paths:
-                raise DataError(f"{where}: no images ({', '.join(IMAGE_EXTENSIONS)}, searched recursively)")
-            check_images_readable(paths)
-            dataset = ImageDataset(paths, config.input_dim(domain), prep, crop_hw, flip, config.seed,
-                                   f"{split}{domain.upper()}")
+            dataset = ImageDataset(check_images(paths, where), config.input_dim(domain), prep, crop_hw, flip,
+                                   config.seed, f"{split}{domain.upper()}")
             (train if split == "train" else test)[domain] = dataset
-        if len(train[domain]) < config.batch_size * world_size:
-            raise DataError(f"{_domain_paths(config, data_dir, 'train', domain)[1]}: {len(train[domain])} "
-                            f"images, fewer than batch_size {config.batch_size}{per_step(world_size)}")
+        check_batch_fits(len(train[domain]), "images", _domain_paths(config, data_dir, "train", domain)[1],
+                         config.batch_size, world_size)
         test.setdefault(domain, train[domain])
     return TrainingData(train=train, test=test)
 

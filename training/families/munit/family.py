@@ -1,15 +1,14 @@
 """MUNIT's registry entry: what shared code (checkpoints, export, info, the training driver) asks of MUNIT. The
-methods live in this package's modules and are imported on first use, so listing families needs no torch."""
+methods are this package's functions, found by name (training.family.CONVENTIONS) and imported on first use."""
 from __future__ import annotations
 
 from munit_rt.training.family import TrainingFamily, delegate
 from munit_rt.training.families.munit.config import GENERATOR_KEYS, NAME, MunitConfig
 
-PACKAGE = "munit_rt.training.families.munit"
-
 
 class MunitFamily(TrainingFamily):
     name = NAME
+    package = "munit_rt.training.families.munit"
     title = "MUNIT"
     config_class = MunitConfig
     generator_keys = GENERATOR_KEYS
@@ -20,19 +19,10 @@ class MunitFamily(TrainingFamily):
                    "crop_image_width": 32, "batch_size": 2, "num_workers": 0, "display_size": 2}
     checkpoint_names = "gen_XXXXXXXX.pt, munit-rt or official NVlabs"
 
-    build_generator = delegate(f"{PACKAGE}.model:build_generator")
-    remap = delegate(f"{PACKAGE}.upstream:remap_munit")
-    detect = delegate(f"{PACKAGE}.upstream:detect_munit")
-    upstream_iteration = delegate(f"{PACKAGE}.upstream:upstream_iteration")
-    graphs = delegate(f"{PACKAGE}.graphs:describe_graphs")  # options: upsample ("subpixel", "nearest")
-    preprocess = delegate(f"{PACKAGE}.data:preprocess")
-    manifest_model = delegate(f"{PACKAGE}.graphs:manifest_model")
-    describe_checkpoint = delegate(f"{PACKAGE}.info:describe_checkpoint")
-    open_training_data = delegate(f"{PACKAGE}.data:open_training_data")
-    build_job = delegate(f"{PACKAGE}.trainer:build_job")
+    describe_checkpoint = delegate(f"{package}.info:describe_checkpoint")
     # schedule: none (the base's). max_iter is MUNIT's schedule itself, as in the official code: the step LR
     # policy halves every step_size iterations without an end, so --max-iter may set any length
-    to_half = delegate(f"{PACKAGE}.layers:half_with_fp32_layernorms")  # the PyTorch backend's FP16
+    to_half = delegate(f"{package}.layers:half_with_fp32_layernorms")  # the PyTorch backend's FP16
 
     def model_part(self, config: MunitConfig) -> tuple:
         return (config.gen, config.input_dim_a, config.input_dim_b)

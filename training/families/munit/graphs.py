@@ -33,40 +33,19 @@ DOMAINS = ("a", "b")
 UPSAMPLE_MODES = ("subpixel", "nearest")
 
 
-class ContentEncoderGraph(nn.Module):
-    def __init__(self, gen: AdaINGen):
+class PartGraph(nn.Module):
+    """One part of an AdaINGen as a graph, held under the generator's attribute name (enc_content, enc_style,
+    mlp, dec) so the graph's weights keep the checkpoint's names; `flatten` turns the official style code
+    [N, style_dim, 1, 1] into [N, style_dim]."""
+
+    def __init__(self, name: str, part: nn.Module, flatten: bool = False):
         super().__init__()
-        self.enc_content = gen.enc_content
+        self.part_name, self.flatten = name, flatten
+        self.add_module(name, part)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.enc_content(image)
-
-
-class StyleEncoderGraph(nn.Module):
-    def __init__(self, gen: AdaINGen):
-        super().__init__()
-        self.enc_style = gen.enc_style
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.enc_style(image).flatten(1)  # official [N, style_dim, 1, 1] -> [N, style_dim]
-
-
-class StyleMlpGraph(nn.Module):
-    def __init__(self, gen: AdaINGen):
-        super().__init__()
-        self.mlp = gen.mlp
-
-    def forward(self, style: torch.Tensor) -> torch.Tensor:
-        return self.mlp(style)
-
-
-class DecoderGraph(nn.Module):
-    def __init__(self, gen: AdaINGen, subpixel: bool = False):
-        super().__init__()
-        self.dec = SubpixelDecoder(gen.dec) if subpixel else gen.dec
-
-    def forward(self, content: torch.Tensor, adain_params: torch.Tensor) -> torch.Tensor:
-        return self.dec(content, adain_params)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        out = self._modules[self.part_name](*inputs)
+        return out.flatten(1) if self.flatten else out
 
 
 def spatial_multiple(config: MunitConfig) -> int:
@@ -106,21 +85,24 @@ def describe_graphs(gens: dict[str, AdaINGen], config: MunitConfig, upsample: st
         example_content = torch.randn(EXPORT_BATCH, content_channels, height // m, width // m, generator=rng)
         cases = partial(parity_cases, gens=gens, config=config, domain=domain)
         specs += [
-            GraphSpec(f"content_encoder_{domain}", "content_encoder", domain, ContentEncoderGraph(gen), (image,),
+            GraphSpec(f"content_encoder_{domain}", "content_encoder", domain,
+                      PartGraph("enc_content", gen.enc_content), (image,),
                       (TensorSpec("content", ("N", content_channels, _div("H", m), _div("W", m))),),
                       (example_image,), partial(cases, role="content_encoder")),
-            GraphSpec(f"style_encoder_{domain}", "style_encoder", domain, StyleEncoderGraph(gen), (image,),
+            GraphSpec(f"style_encoder_{domain}", "style_encoder", domain,
+                      PartGraph("enc_style", gen.enc_style, flatten=True), (image,),
                       (TensorSpec("style", ("N", style_dim)),), (example_image,), partial(cases, role="style_encoder")),
-            GraphSpec(f"style_mlp_{domain}", "style_mlp", domain, StyleMlpGraph(gen),
+            GraphSpec(f"style_mlp_{domain}", "style_mlp", domain, PartGraph("mlp", gen.mlp),
                       (TensorSpec("style", ("N", style_dim)),), (TensorSpec("adain_params", ("N", n_adain)),),
                       (torch.randn(EXPORT_BATCH, style_dim, generator=rng),), partial(cases, role="style_mlp")),
-            GraphSpec(f"decoder_{domain}", "decoder", domain, DecoderGraph(gen, upsample == "subpixel"),
+            GraphSpec(f"decoder_{domain}", "decoder", domain,
+                      PartGraph("dec", SubpixelDecoder(gen.dec) if upsample == "subpixel" else gen.dec),
                       (TensorSpec("content", ("N", content_channels, "h", "w")),
                        TensorSpec("adain_params", ("N", n_adain))),
                       (TensorSpec("output", ("N", channels, _mul("h", m), _mul("w", m))),),
                       (example_content, torch.randn(EXPORT_BATCH, n_adain, generator=rng)),
                       partial(cases, role="decoder"), image_output=True, manifest_fields={"upsample": upsample},
-                      reference=DecoderGraph(gen)),
+                      reference=PartGraph("dec", gen.dec)),
         ]
     return specs
 
@@ -132,9 +114,7 @@ def manifest_model(ckpt: Checkpoint, gens: dict[str, AdaINGen], graphs: dict[str
         "domains": {d: {"channels": config.input_dim(d)} for d in DOMAINS},
         "style_dim": config.gen.style_dim,
         "content_channels": gens["a"].enc_content.output_dim,
-        "adain": {"total": sum(2 * layer.channels for layer in layout),
-                  "layers": [{"name": layer.name, "channels": layer.channels, "shift_offset": layer.shift_offset,
-                              "scale_offset": layer.scale_offset} for layer in layout]},
+        "adain": {"total": sum(2 * layer["channels"] for layer in layout), "layers": layout},
     }
 
 
@@ -166,7 +146,7 @@ def hand_built_adain(gen: AdaINGen, batch: int, rng: np.random.Generator) -> np.
     """AdaIN vector written layer by layer from the layout: random shifts, scales in [0.5, 1.5]."""
     vector = np.zeros((batch, gen.dec.num_adain_params), np.float32)
     for layer in gen.adain_layout():
-        c = layer.channels
-        vector[:, layer.shift_offset:layer.shift_offset + c] = rng.normal(0.0, 0.5, (batch, c))
-        vector[:, layer.scale_offset:layer.scale_offset + c] = rng.uniform(0.5, 1.5, (batch, c))
+        c, shift, scale = layer["channels"], layer["shift_offset"], layer["scale_offset"]
+        vector[:, shift:shift + c] = rng.normal(0.0, 0.5, (batch, c))
+        vector[:, scale:scale + c] = rng.uniform(0.5, 1.5, (batch, c))
     return vector

@@ -128,6 +128,16 @@ def half_with_fp32_layernorms(module: nn.Module) -> nn.Module:
     return module
 
 
+def norm_activation(block: nn.Module, x: torch.Tensor, adain_params: torch.Tensor | None = None) -> torch.Tensor:
+    """What follows a block's conv or linear layer, in the official order: its norm (AdaIN with `adain_params`),
+    then its activation, each where the block has one (None)."""
+    if isinstance(block.norm, AdaptiveInstanceNorm2d):
+        x = block.norm(x, adain_params)
+    elif block.norm is not None:
+        x = block.norm(x)
+    return block.activation(x) if block.activation is not None else x
+
+
 class Conv2dBlock(nn.Module):
     """pad -> conv -> norm -> activation (official order and names)."""
 
@@ -144,14 +154,7 @@ class Conv2dBlock(nn.Module):
         return self.norm.num_params if isinstance(self.norm, AdaptiveInstanceNorm2d) else 0
 
     def forward(self, x: torch.Tensor, adain_params: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.conv(self.pad(x))
-        if isinstance(self.norm, AdaptiveInstanceNorm2d):
-            x = self.norm(x, adain_params)
-        elif self.norm is not None:
-            x = self.norm(x)
-        if self.activation is not None:
-            x = self.activation(x)
-        return x
+        return norm_activation(self, self.conv(self.pad(x)), adain_params)
 
 
 class LinearBlock(nn.Module):
@@ -162,12 +165,7 @@ class LinearBlock(nn.Module):
         self.activation = get_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.fc(x)
-        if self.norm is not None:
-            x = self.norm(x)
-        if self.activation is not None:
-            x = self.activation(x)
-        return x
+        return norm_activation(self, self.fc(x))
 
 
 class ResBlock(nn.Module):

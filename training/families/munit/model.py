@@ -13,8 +13,6 @@ The decoder takes the AdaIN parameters as an argument: `decode(content, adain_pa
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -85,16 +83,6 @@ class Decoder(nn.Module):
         return x
 
 
-@dataclass(frozen=True)
-class AdainLayer:
-    """Where one AdaIN layer's parameters sit in the flat vector."""
-
-    name: str
-    channels: int
-    shift_offset: int
-    scale_offset: int
-
-
 class AdaINGen(nn.Module):
     """One MUNIT domain: style encoder, content encoder, MLP and AdaIN decoder."""
 
@@ -123,13 +111,16 @@ class AdaINGen(nn.Module):
     def decode(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         return self.dec(content, self.mlp(style))
 
-    def adain_layout(self) -> list[AdainLayer]:
-        """AdaIN layers in module order, as the official `assign_adain_params` consumes the vector."""
+    def adain_layout(self) -> list[dict]:
+        """AdaIN layers in module order, as the official `assign_adain_params` consumes the vector: where each
+        layer's parameters sit in it, as the manifest's `adain.layers` records them (name, channels, shift_offset,
+        scale_offset; the runtime reads them as munit_rt.families.munit.AdainLayer)."""
         layout, offset = [], 0
         for name, module in self.dec.named_modules():
             if isinstance(module, AdaptiveInstanceNorm2d):
                 c = module.num_features
-                layout.append(AdainLayer(f"dec.{name}", c, offset, offset + c))
+                layout.append({"name": f"dec.{name}", "channels": c, "shift_offset": offset,
+                               "scale_offset": offset + c})
                 offset += 2 * c
         return layout
 

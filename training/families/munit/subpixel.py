@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from munit_rt.training.families.munit.layers import Conv2dBlock
+from munit_rt.training.families.munit.layers import Conv2dBlock, norm_activation
 
 # 1D tap merges: output phase p of a nearest-x2 upsample followed by a 5-tap filter reads low-res rows
 # m-1, m, m+1 with these sums of the 5 taps (p=0: rows 2m-2..2m+2 are x[m-1] x[m-1] x[m] x[m] x[m+1]).
@@ -62,7 +62,7 @@ class SubpixelUpsampleConv(nn.Module):
             left, right, top, bottom = self.border_lines(x)
             y = torch.cat([left, y[..., 1:-1], right], dim=3)  # columns first, then rows: both exact
             y = torch.cat([top, y[..., 1:-1, :], bottom], dim=2)
-        return _activate(self, y)
+        return norm_activation(self, y)
 
     def phases(self, x: torch.Tensor) -> torch.Tensor:
         """[N, Cin, H, W] -> [N, 4*Cout, H, W], channel c*4 + py*2 + px; exact except reflect borders."""
@@ -81,12 +81,6 @@ class SubpixelUpsampleConv(nn.Module):
         lines = F.interpolate(lines, scale_factor=scale, mode="nearest")
         pad = (2, 2, 0, 0) if dim == 2 else (0, 0, 2, 2)
         return F.conv2d(F.pad(lines, pad, mode="reflect"), self.weight, self.bias)
-
-
-def _activate(block: nn.Module, y: torch.Tensor) -> torch.Tensor:
-    if block.norm is not None:
-        y = block.norm(y)
-    return block.activation(y) if block.activation is not None else y
 
 
 def output_weights(weight: torch.Tensor) -> torch.Tensor:
@@ -136,10 +130,10 @@ class PhaseOutputStage(nn.Module):
             stack = self._fix_borders(stack, *self.up.border_lines(x))
         channels = stack.shape[1]
         # [N, C, 4H, W] groups each channel's pixels together, as norms over (H, W) or (C, H, W) need
-        stack = _activate(self.up, stack.reshape(n, channels, 4 * h, w)).reshape(n, channels, 2, 2, h, w)
+        stack = norm_activation(self.up, stack.reshape(n, channels, 4 * h, w)).reshape(n, channels, 2, 2, h, w)
         stack = self._pad_phases(stack).reshape(n, channels * 4, h + 2 * ((self.pad + 1) // 2), -1)
         y = F.pixel_shuffle(F.conv2d(stack, self.output_weight, self.output_bias), 2)
-        return _activate(self, y)
+        return norm_activation(self, y)
 
     @staticmethod
     def _fix_borders(stack, left, right, top, bottom) -> torch.Tensor:

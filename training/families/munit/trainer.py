@@ -68,7 +68,6 @@ class MunitTrainer(FamilyTrainer):
         return torch.randn(count, self.style_dim, 1, 1, generator=self.style_noise).to(self.device)
 
     def dis_update(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.dis_opt.zero_grad()
         s_a, s_b = self.random_styles(x_a.size(0)), self.random_styles(x_b.size(0))
         with torch.no_grad():  # the fakes are detached anyway (official: .detach())
             c_a, _ = self.gen_a.encode(x_a)
@@ -78,14 +77,11 @@ class MunitTrainer(FamilyTrainer):
         losses = {"loss_dis_a": self.dis_a.calc_dis_loss(x_ba, x_a),
                   "loss_dis_b": self.dis_b.calc_dis_loss(x_ab, x_b)}
         total = self.config.gan_w * losses["loss_dis_a"] + self.config.gan_w * losses["loss_dis_b"]
-        total.backward()
-        self.dist.average_gradients(self.dis_opt)
-        self.dis_opt.step()
+        self.optimize(total, self.dis_opt)
         return {**losses, "loss_dis_total": total}
 
     def gen_update(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.config
-        self.gen_opt.zero_grad()
         s_a, s_b = self.random_styles(x_a.size(0)), self.random_styles(x_b.size(0))
         # encode, decode within and across domains, encode the translations again
         c_a, s_a_prime = self.gen_a.encode(x_a)
@@ -114,9 +110,7 @@ class MunitTrainer(FamilyTrainer):
             losses["loss_gen_vgg_a"] = vgg_perceptual_loss(self.vgg, x_ba, x_b)
             losses["loss_gen_vgg_b"] = vgg_perceptual_loss(self.vgg, x_ab, x_a)
         total = generator_total(losses, cfg)
-        total.backward()
-        self.dist.average_gradients(self.gen_opt)
-        self.gen_opt.step()
+        self.optimize(total, self.gen_opt)
         return {**losses, "loss_gen_total": total}
 
     # -- the driver's interface (engine/trainer.py) -----------------------------------------------------

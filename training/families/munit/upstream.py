@@ -21,7 +21,7 @@ _ITERATION_RE = re.compile(r"(?:gen|dis)_(\d{8})\.pt$")  # official snapshot nam
 _GENERATOR_PREFIXES = ("enc_style.", "enc_content.")
 
 
-def detect_munit(obj: Any, path: Path) -> Detection | None:
+def detect(obj: Any, path: Path) -> Detection | None:
     """Files with a state dict per domain: generators (enc_style / enc_content weights), or refused."""
     if not (isinstance(obj, dict) and {"a", "b"} <= set(obj)):
         return None
@@ -36,7 +36,7 @@ def upstream_iteration(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def remap_munit(state: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+def remap(state: dict[str, Any], model: nn.Module) -> dict[str, Any]:
     """Official state dict -> ours, pure. Rules, in order:
     1. DDP / torch.compile prefixes stripped (weights trained wrapped);
     2. the PyTorch-0.3 instance-norm buffers dropped where the model tracks none, as the official

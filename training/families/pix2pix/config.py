@@ -12,8 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from munit_rt.training.config_fields import key
-from munit_rt.training.errors import ConfigError
+from munit_rt.training.config_fields import RunConfig, check_epoch_sizes, key
 
 NAME = "pix2pix"
 GENERATOR_KEYS = ("G",)                  # upstream's latest_net_G.pth
@@ -22,7 +21,7 @@ DIRECTIONS = ("AtoB", "BtoA")
 
 
 @dataclass(frozen=True)
-class Pix2PixConfig:
+class Pix2PixConfig(RunConfig):  # batch size, max_iter, workers, logging and seed: RunConfig's
     # model: UnetGenerator (netG), PatchGAN on the (A, B) pair (netD basic = n_layers_D 3: 70x70 patches)
     netG: str = key("unet_256", choices=tuple(NETG_DOWNS))  # noqa: N815 - upstream's option names
     input_nc: int = key(3, choices=(1, 3))
@@ -45,23 +44,14 @@ class Pix2PixConfig:
     lr: float = key(0.0002, min=0.0)
     beta1: float = key(0.5, min=0.0)
     lr_policy: str = key("linear", choices=("linear",))
-    batch_size: int = key(1, min=1)
     n_epochs: int = key(100, min=0)
     n_epochs_decay: int = key(100, min=0)
-    max_iter: int | None = key(None, type=int)  # munit-rt: stop after this many iterations (schedule unchanged)
     # data: DATA/train/*.png, each an A|B pair side by side (upstream's aligned layout; DATA/test or val shown)
     data_root: str | None = None
     preprocess: str = key("resize_and_crop", choices=("resize_and_crop",))
     load_size: int = key(286, min=1)
     crop_size: int = key(256, min=1)
     no_flip: bool = False
-    num_workers: int = key(4, min=0)
-    # logging and snapshots (iterations)
-    log_iter: int = key(100, min=1)
-    image_save_iter: int = key(1000, min=1)
-    snapshot_save_iter: int = key(5000, min=1)
-    display_size: int = key(4, min=1)
-    seed: int = 0
 
     @property
     def num_downs(self) -> int:
@@ -78,16 +68,6 @@ class Pix2PixConfig:
 
 def check_config(config: Pix2PixConfig, source: str) -> None:
     """What single keys cannot say: sizes that fit together."""
-    if config.n_epochs + config.n_epochs_decay == 0:
-        raise ConfigError(f"{source}: keys 'n_epochs' and 'n_epochs_decay' are both 0; nothing to train")
-    if config.crop_size > config.load_size:
-        raise ConfigError(f"{source}: key 'crop_size' ({config.crop_size}) is larger than 'load_size' "
-                          f"({config.load_size})")
-    multiple = 2**config.num_downs
-    if config.crop_size % multiple:
-        raise ConfigError(f"{source}: key 'crop_size' must be a multiple of {multiple} for netG {config.netG} "
-                          f"(each of its {config.num_downs} blocks halves the size), got {config.crop_size}")
-    smallest = 3 * 2**config.d_layers
-    if config.crop_size < smallest:
-        raise ConfigError(f"{source}: key 'crop_size' must be >= {smallest} for a discriminator of "
-                          f"{config.d_layers} layers, got {config.crop_size}")
+    check_epoch_sizes(config, source, 2**config.num_downs,
+                      f"for netG {config.netG} (each of its {config.num_downs} blocks halves the size)",
+                      config.d_layers, f"a discriminator of {config.d_layers} layers")

@@ -22,7 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from munit_rt.preprocess import Preprocess, pil_filter
-from munit_rt.training.data import IMAGE_EXTENSIONS, check_images_readable, find_images, load_image, per_step, to_tensor
+from munit_rt.training.data import check_batch_fits, check_images, data_root, find_images, load_image, to_tensor
 from munit_rt.training.errors import DataError
 from munit_rt.training.families.pix2pix.config import Pix2PixConfig
 
@@ -86,13 +86,11 @@ class AlignedDataset(Dataset):
         return {"A": torch.stack([a for a, _ in pairs]), "B": torch.stack([b for _, b in pairs])}
 
 
-def open_aligned_data(config: Pix2PixConfig, data_dir, world_size: int = 1,
-                      config_dir: Path | None = None) -> tuple[AlignedDataset, AlignedDataset]:
+def open_training_data(config: Pix2PixConfig, data_dir, world_size: int = 1,
+                       config_dir: Path | None = None) -> tuple[AlignedDataset, AlignedDataset]:
     """(train, display) datasets from DATA/train (display: DATA/test, else DATA/val, else train); `data_dir`
     (--data) replaces data_root, which counts from the current folder as upstream's (`config_dir` unused)."""
-    root = data_dir if data_dir is not None else config.data_root
-    if root is None:
-        raise DataError("no training data: pass --data DIR (with train/ holding A|B pair images) or set data_root")
+    root = data_root(data_dir, config.data_root, "with train/ holding A|B pair images")
     found = {}
     for split in ("train", *DISPLAY_SPLITS):
         folder = Path(root) / split
@@ -101,14 +99,8 @@ def open_aligned_data(config: Pix2PixConfig, data_dir, world_size: int = 1,
                 raise DataError(f"{folder}: no such folder (expected DATA/train with A|B pair images side by side, "
                                 "as scripts/make_pairs.py writes them)")
             continue
-        paths = find_images(folder)
-        if not paths:
-            raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}, searched recursively)")
-        check_images_readable(paths)
-        found[split] = paths
+        found[split] = check_images(find_images(folder), folder)
     train = AlignedDataset(found["train"], config, "train")
-    if len(train) < config.batch_size * world_size:
-        raise DataError(f"{root}: {len(train)} training pairs, fewer than batch_size {config.batch_size}"
-                        f"{per_step(world_size)}")
+    check_batch_fits(len(train), "training pairs", root, config.batch_size, world_size)
     shown = next((split for split in DISPLAY_SPLITS if split in found), None)
     return train, AlignedDataset(found[shown], config, shown) if shown else train

@@ -16,43 +16,31 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from munit_rt.training.engine.batches import CyclingBatches, epoch_loader
 from munit_rt.training.engine.driver import Job
-from munit_rt.training.engine.trainer import FamilyTrainer
+from munit_rt.training.epoch_trainer import EpochTrainer, epoch_job
 from munit_rt.training.family import Schedule
 from munit_rt.training.families.pix2pix.config import NAME, Pix2PixConfig
 from munit_rt.training.families.pix2pix.data import AlignedDataset
 from munit_rt.training.families.pix2pix.model import build_discriminator, build_generator, inference_generator
-from munit_rt.training.networks import epoch_schedule, gan_loss, init_weights, linear_decay_rule
+from munit_rt.training.networks import epoch_schedule, gan_loss
 
 UPSTREAM_FILES = {"G": "latest_net_G.pth", "D": "latest_net_D.pth"}  # upstream save_networks('latest')
 
 
-class Pix2PixTrainer(FamilyTrainer):
+class Pix2PixTrainer(EpochTrainer):
     family = NAME
     shown_losses = {"loss_G_GAN": "G_GAN", "loss_G_L1": "G_L1", "loss_D_real": "D_real", "loss_D_fake": "D_fake"}
 
     def __init__(self, config: Pix2PixConfig, iters_per_epoch: int):
-        super().__init__()
-        self.config = config
-        self.iters_per_epoch = iters_per_epoch
+        super().__init__(config, iters_per_epoch)
         self.netG, self.netD = build_generator(config), build_discriminator(config)
-        for net in (self.netG, self.netD):
-            init_weights(net, config.init_type, config.init_gain)
-        adam = dict(lr=config.lr, betas=(config.beta1, 0.999))
-        self.optimizer_G = torch.optim.Adam(self.netG.parameters(), **adam)
-        self.optimizer_D = torch.optim.Adam(self.netD.parameters(), **adam)
-        rule = linear_decay_rule(config.n_epochs, config.n_epochs_decay)
-        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, rule) for opt in (self.optimizer_G, self.optimizer_D)]
+        self.setup_training([self.netG], [self.netD], beta2=0.999)
 
     def generators(self) -> dict[str, nn.Module]:
         return {"G": self.netG}
 
     def discriminators(self) -> dict[str, nn.Module]:
         return {"D": self.netD}
-
-    def lr(self) -> float:
-        return self.optimizer_G.param_groups[0]["lr"]
 
     def oriented(self, pair) -> tuple[torch.Tensor, torch.Tensor]:
         """(real_A, real_B) of a batch of (A half, B half): swapped for BtoA, as upstream's set_input."""
@@ -66,27 +54,19 @@ class Pix2PixTrainer(FamilyTrainer):
 
         # discriminator: real pairs vs fake pairs
         self.netD.requires_grad_(True)
-        self.optimizer_D.zero_grad()
         loss_D_fake = gan_loss(self.netD(torch.cat([real_A, fake_B], 1).detach()), False, cfg.gan_mode)
         loss_D_real = gan_loss(self.netD(torch.cat([real_A, real_B], 1)), True, cfg.gan_mode)
         loss_D = 0.5 * (loss_D_fake + loss_D_real)
-        loss_D.backward()
-        self.dist.average_gradients(self.optimizer_D)
-        self.optimizer_D.step()
+        self.optimize(loss_D, self.optimizer_D)
 
         # generator, with the discriminator frozen: fool D, and stay close to real_B
         self.netD.requires_grad_(False)
-        self.optimizer_G.zero_grad()
         loss_G_GAN = gan_loss(self.netD(torch.cat([real_A, fake_B], 1)), True, cfg.gan_mode)
         loss_G_L1 = F.l1_loss(fake_B, real_B) * cfg.lambda_L1
         loss_G = loss_G_GAN + loss_G_L1
-        loss_G.backward()
-        self.dist.average_gradients(self.optimizer_G)
-        self.optimizer_G.step()
+        self.optimize(loss_G, self.optimizer_G)
 
-        if iteration % self.iters_per_epoch == 0:  # the epoch is over
-            for scheduler in self.schedulers:
-                scheduler.step()
+        self.end_iteration(iteration)
         return {"loss_G_GAN": loss_G_GAN, "loss_G_L1": loss_G_L1, "loss_G": loss_G, "loss_D_real": loss_D_real,
                 "loss_D_fake": loss_D_fake, "loss_D": loss_D}
 
@@ -103,26 +83,10 @@ class Pix2PixTrainer(FamilyTrainer):
         return {name: {k: v.detach().cpu().clone() for k, v in nets[key].state_dict().items()}
                 for key, name in UPSTREAM_FILES.items()}
 
-    def training_state(self) -> dict:
-        return {"optimizer_G": self.optimizer_G.state_dict(), "optimizer_D": self.optimizer_D.state_dict(),
-                "schedulers": [s.state_dict() for s in self.schedulers]}
-
-    def load_training_state(self, state: dict) -> None:
-        self.optimizer_G.load_state_dict(state["optimizer_G"])
-        self.optimizer_D.load_state_dict(state["optimizer_D"])
-        for scheduler, saved in zip(self.schedulers, state["schedulers"]):
-            scheduler.load_state_dict(saved)
-
 
 def build_job(config: Pix2PixConfig, data: tuple[AlignedDataset, AlignedDataset], device: torch.device, dist) -> Job:
-    """The trainer, this rank's shard of each epoch, and the display pairs; `max_iter` stops early (the LR
-    schedule still follows the epochs)."""
-    train_set, display_set = data
-    loader = epoch_loader(train_set, config, NAME, device, dist)
-    trainer = Pix2PixTrainer(config, iters_per_epoch=len(loader)).to(device)
-    total = schedule(config, data, dist.world_size).iterations
-    total = min(total, config.max_iter) if config.max_iter is not None else total
-    return Job(trainer, CyclingBatches({"AB": loader}), display_set.display(config.display_size), total)
+    """The trainer, this rank's shard of each epoch, and the display pairs (epoch_job)."""
+    return epoch_job(Pix2PixTrainer, config, data, device, dist)
 
 
 def schedule(config: Pix2PixConfig, data: tuple[AlignedDataset, AlignedDataset], world_size: int) -> Schedule:

@@ -26,7 +26,7 @@ from munit_rt.training.weights import (clean_state_dict, drop_stale_norm_buffers
 UNKNOWN_TO_FILES = "direction (AtoB assumed) and eval (false assumed) are not in the file: pass --config to set them"
 
 
-def detect_pix2pix(obj: Any, path: Path) -> Detection | None:
+def detect(obj: Any, path: Path) -> Detection | None:
     """A UnetGenerator, or a refused pix2pix discriminator: a PatchGAN (4x4 conv first, at model.0) on an (A, B)
     pair, so with input_nc + output_nc (2, 4 or 6) input channels. A PatchGAN of 3 channels is CycleGAN's."""
     if not isinstance(obj, dict):
@@ -74,7 +74,7 @@ def describe_checkpoint(ckpt: Checkpoint, config_path: str | Path | None) -> str
         "netG", "input_nc", "output_nc", "ngf", "norm", "no_dropout", "direction", "eval"))
 
 
-def remap_pix2pix(state: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+def remap(state: dict[str, Any], model: nn.Module) -> dict[str, Any]:
     """Upstream state dict -> ours, pure. Rules, in order:
     1. DDP / torch.compile prefixes stripped;
     2. upstream `__patch_instance_norm_state_dict`: files from PyTorch < 0.4 (and some later ones) hold

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from munit_rt.training.config_fields import key
+from munit_rt.training.config_fields import RunConfig, key
 from munit_rt.training.errors import ConfigError
 
 NAME = "stargan"
@@ -15,7 +15,7 @@ CELEBA_DEFAULT_ATTRS = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Male", "Young
 
 
 @dataclass(frozen=True)
-class StarGanConfig:
+class StarGanConfig(RunConfig):  # max_iter, logging and seed as RunConfig's unless redeclared
     # model (upstream defaults: 128x128, 64 filters, 6 residual blocks in G, 6 stride-2 convs in D)
     image_size: int = key(128, min=1)
     g_conv_dim: int = key(64, min=1)
@@ -27,14 +27,13 @@ class StarGanConfig:
     lambda_rec: float = key(10.0, min=0.0)
     lambda_gp: float = key(10.0, min=0.0)
     # optimisation: n_critic D steps per G step; LR linearly to 0 over the last num_iters_decay iterations
-    batch_size: int = 16
+    batch_size: int = key(16, positive=True)
     num_iters: int = key(200000, min=1)
     num_iters_decay: int = key(100000, min=0)
     lr_update_step: int = key(1000, min=1)
     g_lr: float = key(0.0001, min=0.0)
     d_lr: float = key(0.0001, min=0.0)
     n_critic: int = key(5, min=1)
-    max_iter: int | None = key(None, type=int)  # munit-rt: stop after this many iterations (schedule unchanged)
     beta1: float = key(0.5, min=0.0)
     beta2: float = key(0.999, min=0.0)
     # data: CelebA-format attribute files; a second one trains jointly through the mask vector
@@ -50,11 +49,8 @@ class StarGanConfig:
     flip: bool = True
     num_workers: int = key(1, min=0)
     # logging and snapshots (iterations)
-    log_iter: int = 10
-    image_save_iter: int = 1000
-    snapshot_save_iter: int = 10000
-    display_size: int = 4
-    seed: int = 0
+    log_iter: int = key(10, positive=True)
+    snapshot_save_iter: int = key(10000, positive=True)
 
     @property
     def num_datasets(self) -> int:

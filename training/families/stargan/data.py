@@ -22,7 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from munit_rt.preprocess import Preprocess, resize
-from munit_rt.training.data import check_images_readable, load_image, per_step, to_tensor
+from munit_rt.training.data import check_batch_fits, check_images_readable, load_image, to_tensor
 from munit_rt.training.errors import ConfigError, DataError
 from munit_rt.training.families.stargan.config import StarGanConfig
 from munit_rt.training.families.stargan.model import IMAGE_CHANNELS
@@ -170,8 +170,8 @@ class DataPaths:
         raise DataError(f"{key} {given}: no such attribute file (a relative path is looked for in {places})")
 
 
-def open_datasets(config: StarGanConfig, data_dir, world_size: int = 1,
-                  config_dir: Path | None = None) -> list[tuple[AttributeDataset, AttributeDataset]]:
+def open_training_data(config: StarGanConfig, data_dir, world_size: int = 1,
+                       config_dir: Path | None = None) -> list[tuple[AttributeDataset, AttributeDataset]]:
     """(train, test) per attribute file. `data_dir` (--data) replaces the first dataset's image_dir (and the
     second's when image_dir_2 is unset). Relative paths of the config (DataPaths): image folders count
     from the current folder, else from the config file's folder; attribute files from their image folder, else
@@ -192,8 +192,6 @@ def open_datasets(config: StarGanConfig, data_dir, world_size: int = 1,
         train_set, test_set = open_attribute_dataset(
             image_dir, attr_path, selected, prep=preprocess(config), test_count=config.test_count,
             split_seed=config.split_seed, flip=config.flip, seed=config.seed, name=f"dataset{number}")
-        if len(train_set) < config.batch_size * world_size:
-            raise DataError(f"{attr_path}: {len(train_set)} training images, fewer than batch_size {config.batch_size}"
-                            f"{per_step(world_size)}")
+        check_batch_fits(len(train_set), "training images", attr_path, config.batch_size, world_size)
         datasets.append((train_set, test_set))
     return datasets

@@ -1,15 +1,14 @@
 """StarGAN's registry entry: what shared code (checkpoints, export, info, the training driver) asks of StarGAN.
-The methods live in this package's modules and are imported on first use, so listing families needs no torch."""
+The methods are this package's functions, found by name (training.family.CONVENTIONS) and imported on first use."""
 from __future__ import annotations
 
 from munit_rt.training.family import TrainingFamily, delegate
 from munit_rt.training.families.stargan.config import GENERATOR_KEYS, NAME, StarGanConfig
 
-PACKAGE = "munit_rt.training.families.stargan"
-
 
 class StarGanFamily(TrainingFamily):
     name = NAME
+    package = "munit_rt.training.families.stargan"
     title = "StarGAN"
     config_class = StarGanConfig
     generator_keys = GENERATOR_KEYS
@@ -19,19 +18,7 @@ class StarGanFamily(TrainingFamily):
     checkpoint_names = "munit-rt stargan_XXXXXXXX.pt, upstream NNNNNN-G.ckpt"
     upstream_defaults = True
 
-    check_config = delegate(f"{PACKAGE}.config:check_config")
-    build_generator = delegate(f"{PACKAGE}.model:build_generator")
-    remap = delegate(f"{PACKAGE}.upstream:remap_stargan")
-    detect = delegate(f"{PACKAGE}.upstream:detect_stargan")
-    upstream_iteration = delegate(f"{PACKAGE}.upstream:upstream_iteration")
-    graphs = delegate(f"{PACKAGE}.graphs:describe_graphs")
-    preprocess = delegate(f"{PACKAGE}.data:preprocess")
-    manifest_model = delegate(f"{PACKAGE}.graphs:manifest_model")
     source_details = delegate("munit_rt.training.checkpoint:source_files")
-    describe_checkpoint = delegate(f"{PACKAGE}.upstream:describe_checkpoint")
-    open_training_data = delegate(f"{PACKAGE}.data:open_datasets")
-    build_job = delegate(f"{PACKAGE}.trainer:build_job")
-    schedule = delegate(f"{PACKAGE}.trainer:schedule")  # num_iters
 
     def model_part(self, config: StarGanConfig) -> tuple:
         return (config.g_conv_dim, config.g_repeat_num, config.selected_attrs, config.selected_attrs_2)

@@ -102,11 +102,7 @@ class StarGanTrainer(FamilyTrainer):
             x_hat = (alpha * x_real + (1 - alpha) * x_fake).requires_grad_(True)
             d_gp = gradient_penalty(self.D(x_hat)[0], x_hat)
             d_loss = d_real + d_fake + cfg.lambda_cls * d_cls + cfg.lambda_gp * d_gp
-            self.g_optimizer.zero_grad()
-            self.d_optimizer.zero_grad()
-            d_loss.backward()
-            self.dist.average_gradients(self.d_optimizer)
-            self.d_optimizer.step()
+            self.optimize(d_loss, self.d_optimizer, self.g_optimizer)  # upstream's reset_grad: both zeroed
             losses.update({f"loss_D_real{suffix}": d_real, f"loss_D_fake{suffix}": d_fake,
                            f"loss_D_cls{suffix}": d_cls, f"loss_D_gp{suffix}": d_gp})
 
@@ -117,11 +113,7 @@ class StarGanTrainer(FamilyTrainer):
                 g_fake, g_cls = -torch.mean(out_src), classification_loss(out_cls[:, cls], label_trg)
                 g_rec = torch.mean(torch.abs(x_real - self.G(x_fake, c_org)))
                 g_loss = g_fake + cfg.lambda_rec * g_rec + cfg.lambda_cls * g_cls
-                self.g_optimizer.zero_grad()
-                self.d_optimizer.zero_grad()
-                g_loss.backward()
-                self.dist.average_gradients(self.g_optimizer)
-                self.g_optimizer.step()
+                self.optimize(g_loss, self.g_optimizer, self.d_optimizer)
                 losses.update({f"loss_G_fake{suffix}": g_fake, f"loss_G_rec{suffix}": g_rec,
                                f"loss_G_cls{suffix}": g_cls})
         self.set_lr(iteration)

@@ -17,7 +17,7 @@ from munit_rt.training.weights import clean_state_dict, fill_num_batches_tracked
 _ITERATION_RE = re.compile(r"(\d+)-G\.ckpt$")  # yunjey names files by iteration
 
 
-def detect_stargan(obj: Any, path: Path) -> Detection | None:
+def detect(obj: Any, path: Path) -> Detection | None:
     """The Generator (a 7x7 conv on image + labels at main.0), or a refused Discriminator (its classifier
     head, conv2)."""
     if not isinstance(obj, dict):
@@ -41,7 +41,7 @@ def describe_checkpoint(ckpt: Checkpoint, config_path: str | Path | None) -> str
         "image_size", "g_conv_dim", "g_repeat_num", "c_dim", "selected_attrs", "selected_attrs_2"))
 
 
-def remap_stargan(state: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+def remap(state: dict[str, Any], model: nn.Module) -> dict[str, Any]:
     """Upstream state dict -> ours, pure. Rules, in order:
     1. DDP / torch.compile prefixes stripped;
     2. files saved by PyTorch 0.4.0 have no `num_batches_tracked` (added in 0.4.1, and never used by instance
