@@ -2,7 +2,8 @@
 
 Every sample is one call between two synchronisations, on perf_counter. Roofs are each engine's own FP32
 matrix multiply: ONNX Runtime's MatMul in a CPU session (the rate its convolutions could reach; numpy's BLAS is
-shown too, labelled, as it may run another kernel), torch.cuda's on a GPU (TF32 off; FP16 on tensor cores).
+shown too, labelled, as it may run another kernel), torch.cuda's on a GPU (TF32 off; FP16 on tensor cores);
+`engine_roofs` adds OpenVINO's (f32, bf16, int8) and ONNX Runtime's int8 for the CPU engine benchmark.
 """
 from __future__ import annotations
 
@@ -82,6 +83,70 @@ def cpu_roofs(n: int, repeats: int, threads: int) -> dict[str, dict[str, Any]]:
         call()
         roofs[key] = {"gflops": 2.0 * n ** 3 / best_s(call, repeats) / 1e9, "method": f"{label}, {n}^3 FP32, "
                       f"best of {repeats}"}
+    return roofs
+
+
+def matmul_graph(n: int, int8: bool = False) -> bytes:
+    """Y = A @ W with A [n, n] an input and W [n, n] a weight, as in a layer; int8: the QDQ form a quantizer
+    writes (A through QuantizeLinear/DequantizeLinear uint8, W int8 per column + DequantizeLinear)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((n, n), dtype=np.float32) / np.sqrt(n)).astype(np.float32)
+    if not int8:
+        nodes, weights = [helper.make_node("MatMul", ["A", "W"], ["Y"])], [numpy_helper.from_array(w, "W")]
+    else:
+        scale = (np.abs(w).max(axis=0) / 127).astype(np.float32)
+        nodes = [helper.make_node("QuantizeLinear", ["A", "a_scale", "a_zero"], ["Aq"]),
+                 helper.make_node("DequantizeLinear", ["Aq", "a_scale", "a_zero"], ["Ad"]),
+                 helper.make_node("DequantizeLinear", ["Wq", "w_scale", "w_zero"], ["Wd"], axis=1),
+                 helper.make_node("MatMul", ["Ad", "Wd"], ["Y"])]
+        weights = [numpy_helper.from_array(np.array(8.0 / 255, np.float32), "a_scale"),
+                   numpy_helper.from_array(np.array(128, np.uint8), "a_zero"),
+                   numpy_helper.from_array(np.clip(np.rint(w / scale), -127, 127).astype(np.int8), "Wq"),
+                   numpy_helper.from_array(scale, "w_scale"), numpy_helper.from_array(np.zeros(n, np.int8), "w_zero")]
+    value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n])  # noqa: E731
+    graph = helper.make_graph(nodes, "matmul", [value("A")], [value("Y")], initializer=weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8).SerializeToString()
+
+
+def engine_roofs(n: int, repeats: int, threads: int) -> dict[str, dict[str, Any]]:
+    """Each CPU engine's own matrix-multiply rate at each precision it runs, best of `repeats`: ONNX Runtime
+    fp32 and int8 (QDQ), OpenVINO f32, bf16 (where native) and int8 (QDQ), and numpy's (labelled: its BLAS may
+    run another kernel). Keys: ort_fp32, ort_int8, openvino_fp32, openvino_bf16, openvino_int8, numpy_fp32."""
+    import onnxruntime
+
+    feeds = {"A": np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)}
+    calls: dict[str, tuple[str, Callable[[], Any]]] = {}
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
+    for key, int8 in (("ort_fp32", False), ("ort_int8", True)):
+        session = onnxruntime.InferenceSession(matmul_graph(n, int8), options, providers=["CPUExecutionProvider"])
+        calls[key] = (f"ONNX Runtime MatMul ({threads} threads, {'int8 QDQ' if int8 else 'FP32'})",
+                      lambda s=session: s.run(None, feeds))
+    if importlib.util.find_spec("openvino"):
+        import openvino
+
+        from munit_rt.backends.openvino import native
+
+        core = openvino.Core()
+        for key, hint, int8 in (("openvino_fp32", "f32", False), ("openvino_bf16", "bf16", False),
+                                ("openvino_int8", "bf16" if native("bf16") else "f32", True)):
+            if key == "openvino_bf16" and not native("bf16"):
+                continue
+            compiled = core.compile_model(core.read_model(model=matmul_graph(n, int8)), "CPU",
+                                          {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads,
+                                           "PERFORMANCE_HINT": "LATENCY"})
+            request = compiled.create_infer_request()
+            calls[key] = (f"OpenVINO MatMul ({threads} threads, {'int8 QDQ' if int8 else hint})",
+                          lambda r=request: r.infer(feeds))
+    a, b = feeds["A"], np.random.default_rng(2).standard_normal((n, n), dtype=np.float32)
+    calls["numpy_fp32"] = (numpy_label() + " FP32", lambda: a @ b)
+    roofs = {}
+    for key, (label, call) in calls.items():
+        call()
+        roofs[key] = {"gflops": 2.0 * n ** 3 / best_s(call, repeats) / 1e9, "method": f"{label}, {n}^3, best of "
+                      f"{repeats}"}
     return roofs
 
 

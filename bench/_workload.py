@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -146,3 +148,63 @@ def job_flops(calls: list[tuple[str, int]], per_row: dict[str, Any]) -> tuple[in
     for graph, rows in calls:
         by_graph[graph] = by_graph.get(graph, 0) + rows * per_row[graph].total
     return sum(by_graph.values()), max(by_graph, key=by_graph.get) if by_graph else None
+
+
+def executed_flops(bundle, graph: str, shapes: dict, mode: str) -> float:
+    """FLOPs of one call as ONNX Runtime's CPU session runs it: after the Winograd rewrite of `mode` and constant
+    folding (which computes the Winograd filter transforms once), Conv/Gemm/MatMul counted at inferred shapes."""
+    import onnx
+    import onnxruntime
+
+    from munit_rt import winograd
+    from munit_rt.export.flops import graph_flops
+
+    model, _ = winograd.rewrite_bytes(bundle.graph_bytes(graph, "fp32"), mode)
+    with tempfile.TemporaryDirectory(prefix="munit-rt-flops-") as tmp:
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC  # standard ops
+        options.optimized_model_filepath, options.log_severity_level = str(Path(tmp) / "folded.onnx"), 3
+        onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        return float(graph_flops(onnx.load(options.optimized_model_filepath), shapes).total)
+
+
+# ------------------------------------------------------------------------------------------------- int8
+
+
+def with_int8(bundle_path: Path, work: Path, calibrate: Path | None, size: int) -> tuple[Path, str]:
+    """The bundle, or a copy of it in `work` quantized there (never the user's bundle)."""
+    from munit_rt import Bundle
+    from munit_rt.export.quantize import quantize_bundle
+
+    bundle = Bundle(bundle_path)
+    if "int8" in bundle.precisions:
+        return bundle_path, "the bundle's own int8 graphs"
+    copy = work / f"int8-{bundle.manifest_sha256[:12]}.bundle"
+    if not _has_int8(copy):
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(bundle_path, copy, ignore=shutil.ignore_patterns("engines"))
+        images = calibrate or smooth_images(work / "calibration", 20, size)
+        print(f"quantizing a copy of the bundle on {images} ...", flush=True)
+        quantize_bundle(copy, images, min_psnr=0.0, notify=lambda line: print(f"  {line}", flush=True))
+    return copy, f"quantized here on {calibrate or 'smooth random images'} (munit_rt.export.quantize)"
+
+
+def _has_int8(path: Path) -> bool:
+    from munit_rt import Bundle
+    from munit_rt.errors import MunitRtError
+
+    try:
+        return (path / "manifest.json").is_file() and "int8" in Bundle(path).precisions
+    except MunitRtError:  # a copy left half-made by an interrupted run: made again
+        return False
+
+
+def smooth_images(folder: Path, count: int, size: int) -> Path:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        small = rng.integers(0, 256, (max(2, size // 16), max(2, size // 16), 3), dtype=np.uint8)
+        Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC).save(folder / f"img_{i:03d}.png")
+    return folder

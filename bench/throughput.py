@@ -64,6 +64,9 @@ CONFIGS = (  # the reference first: ratios and errors are against it
            {"providers": CUDA, "io_binding": True}, ("ort-cuda", "graphs")),
     Config("tensorrt-fp32", "TensorRT FP32", "tensorrt", "fp32", {}, ("graphs",)),
     Config("tensorrt-fp16", "TensorRT FP16", "tensorrt", "fp16", {}, ("graphs",)),
+    Config("openvino-fp32", "OpenVINO FP32 (CPU)", "openvino", "fp32", {}, ("graphs",)),
+    Config("openvino-bf16", "OpenVINO BF16 (CPU, native bf16 only)", "openvino", "bf16", {}, ("graphs",)),
+    Config("openvino-int8", "OpenVINO INT8 (CPU; the bundle's int8 graphs)", "openvino", "int8", {}, ("graphs",)),
 )
 KEYS = tuple(c.key for c in CONFIGS)
 # machine -> batches, size, repeats, warm-up calls, seconds of timed calls per point, matmul roof n and best-of
@@ -128,6 +131,10 @@ def why_not(config: Config, bundle: Any, settings: dict[str, Any]) -> str | None
     from munit_rt.backends import unavailable_reason
 
     reason = unavailable_reason(config.backend)
+    if reason is None:  # a precision this CPU would not run natively (OpenVINO bf16 without AVX512_BF16/AMX)
+        from munit_rt.backends import backend_class
+
+        reason = backend_class(config.backend).precision_refusal(config.precision)
     on_cpu = settings["torch_device"] == "cpu"
     for need in config.needs:
         if reason:
@@ -140,8 +147,12 @@ def why_not(config: Config, bundle: Any, settings: dict[str, Any]) -> str | None
             from munit_rt.backends.onnxruntime import cuda_usable
 
             reason = None if cuda_usable() else "no usable ONNX Runtime CUDA provider (onnxruntime-gpu and a GPU)"
-        elif need == "graphs" and bundle is not None and config.precision not in bundle.precisions:
-            reason = f"the bundle has no {config.precision} graphs (exported: {', '.join(bundle.precisions)})"
+        elif need == "graphs" and bundle is not None:
+            from munit_rt.backends import backend_class
+
+            stored = backend_class(config.backend).precisions.get(config.precision, config.precision)  # bf16: fp32
+            if stored not in bundle.precisions:
+                reason = f"the bundle has no {stored} graphs (it holds: {', '.join(bundle.precisions)})"
     return reason
 
 

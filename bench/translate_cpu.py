@@ -14,6 +14,7 @@ the higher kept. Two FLOP counts: the bundle graph's, and what the CPU session e
 rewrite, munit_rt/winograd.py, and constant folding). Prints numbers only.
 
     .venv/bin/python bench/translate_cpu.py [--images 4] [--size 256] [--styles 8] [--work-dir W] [--json out.json]
+        [--also openvino:bf16,openvino:int8 [--calibrate DIR]]   # more munit-rt runs, PNGs vs the FP32 run's
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from _timing import best_s, cpu_roofs, keep_higher, machine
-from _workload import add_model_options, flops_per_row, job_flops, job_inputs, job_plan, model_bundle, \
-    recorded_calls, synthetic_feeds
+from _workload import add_model_options, executed_flops, flops_per_row, job_flops, job_inputs, job_plan, \
+    model_bundle, recorded_calls, synthetic_feeds, with_int8
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,6 +40,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8, help="munit-rt's --batch-size")
     parser.add_argument("--repeats", type=int, default=3, help="best-of for the graph and matmul timings")
     parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument("--also", default="", metavar="BACKEND:PRECISION,...",
+                        help="more munit-rt runs, e.g. openvino:bf16,openvino:int8: each timed end to end like the "
+                             "first, its PNGs compared with the ONNX Runtime FP32 run's (int8: the bundle is copied "
+                             "and quantized in the work folder on --calibrate's images, else smooth random ones)")
+    parser.add_argument("--calibrate", type=Path, help="images for --also ...:int8 (see munit-rt quantize)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     return parser.parse_args(argv)
 
@@ -89,24 +95,6 @@ def time_graph(bundle, graph: str, feeds: dict, mode: str, repeats: int) -> tupl
         return best_s(lambda: backend.run(graph, feeds), repeats), output
 
 
-def executed_flops(bundle, graph: str, shapes: dict, mode: str) -> float:
-    """FLOPs of one call as ONNX Runtime's CPU session runs it: after the Winograd rewrite of `mode` and constant
-    folding (which computes the Winograd filter transforms once), Conv/Gemm/MatMul counted at inferred shapes."""
-    import onnx
-    import onnxruntime
-
-    from munit_rt import winograd
-    from munit_rt.export.flops import graph_flops
-
-    model, _ = winograd.rewrite_bytes(bundle.graph_bytes(graph, "fp32"), mode)
-    with tempfile.TemporaryDirectory(prefix="munit-rt-flops-") as tmp:
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC  # standard ops
-        options.optimized_model_filepath, options.log_severity_level = str(Path(tmp) / "folded.onnx"), 3
-        onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        return float(graph_flops(onnx.load(options.optimized_model_filepath), shapes).total)
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     import torch
@@ -115,10 +103,15 @@ def main(argv=None) -> dict:
     from munit_rt.backends.onnxruntime import physical_cores, winograd_mode
 
     threads, mode = physical_cores(), winograd_mode()  # what translate uses: $MUNIT_RT_WINOGRAD, default auto
+    also = [tuple(item.split(":", 1)) for item in args.also.split(",") if item.strip()]
+    if any(len(item) != 2 for item in also):
+        raise SystemExit("--also: give BACKEND:PRECISION pairs, e.g. openvino:bf16,openvino:int8")
     roofs = cpu_roofs(args.matmul_size, args.repeats, threads)
     with tempfile.TemporaryDirectory(prefix="munit-rt-bench-") as tmp:
         work = Path(tmp)
         path, what, _ = model_bundle(args, args.work_dir or work)
+        if any(precision == "int8" for _, precision in also):  # every run on the same (quantized copy) bundle
+            path, _ = with_int8(path, args.work_dir or work, args.calibrate, args.size)
         write_inputs(work / "inputs", args.images, args.size)
         job = ["--styles", str(args.styles), "--size", str(args.size)]
         official_args = ["--backend", "torch", "--batch-size", "1", *job]
@@ -126,6 +119,14 @@ def main(argv=None) -> dict:
         official_s, munit_rt_s = (translate(run + ["--model", str(path), "-o", str(work / out), str(work / "inputs")])
                                   for run, out in ((official_args, "official"), (munit_rt_args, "munit-rt")))
         outputs = sum(1 for _ in (work / "munit-rt").rglob("*.png"))
+        extra_runs = {}
+        for backend, precision in also:
+            run = ["--backend", backend, "--precision", precision, "--batch-size", str(args.batch_size), *job]
+            out = f"{backend}-{precision}"
+            seconds = translate(run + ["--model", str(path), "-o", str(work / out), str(work / "inputs")])
+            extra_runs[out] = {"wall_s": seconds, "outputs_per_s": outputs / seconds, "speedup": official_s / seconds,
+                               "command": "munit-rt translate " + " ".join(run),
+                               **compare_pngs(work / "munit-rt", work / out)}
 
         bundle = Bundle(path)
         per_row = flops_per_row(bundle, args.size)
@@ -148,6 +149,7 @@ def main(argv=None) -> dict:
         "munit_rt_onnxruntime": {"wall_s": munit_rt_s, "outputs_per_s": outputs / munit_rt_s, "winograd": mode,
                                  "command": "munit-rt translate " + " ".join(munit_rt_args)},
         "speedup": official_s / munit_rt_s,
+        "also": extra_runs,  # each: wall_s, speedup (x the official loop), PNG PSNR / p99.9 levels vs the fp32 run
         "main_graph": {"name": graph, "batch": rows, "gflop_per_call": flops / 1e9, "best_s": graph_s,
                        "gflops": flops / graph_s / 1e9, "winograd": mode, "best_s_winograd_off": direct_s,
                        "executed_gflop_per_call": executed / 1e9, "executed_gflops": executed / graph_s / 1e9,
@@ -163,12 +165,38 @@ def main(argv=None) -> dict:
     return results
 
 
+def compare_pngs(reference: Path, test: Path) -> dict:
+    """PSNR (8-bit, peak 255) and 99.9th-percentile level difference of every output PNG against the same file
+    of the reference run (contact sheets left out)."""
+    from PIL import Image
+
+    squared, values, levels = 0.0, 0, np.zeros(256, np.int64)
+    for path in sorted(reference.rglob("*.png")):
+        if path.name == "grid.png":
+            continue
+        ref = np.asarray(Image.open(path), np.int16)
+        got = np.asarray(Image.open(test / path.relative_to(reference)), np.int16)
+        diff = np.abs(got - ref)
+        squared, values = squared + float(np.sum(diff.astype(np.float64) ** 2)), values + diff.size
+        levels += np.bincount(diff.ravel(), minlength=256)
+    mse = squared / max(1, values)
+    cumulative = np.cumsum(levels)
+    return {"png_psnr_db": 10 * np.log10(255.0 ** 2 / mse) if mse else None,
+            "png_p999_levels": int(np.searchsorted(cumulative, 0.999 * cumulative[-1])) if values else None}
+
+
 def print_table(r: dict) -> None:
     job, g, m = r["job"], r["main_graph"], r["matmul_fp32"]
     print(f"\n{job['model']}: {job['images']} images, --styles {job['styles']}, {job['size']}x{job['size']}: "
-          f"{job['outputs']} outputs\n\n| run | wall s | outputs/s |\n|---|---:|---:|")
-    for key in ("official_pytorch_eager", "munit_rt_onnxruntime"):
-        print(f"| {r[key]['command']} | {r[key]['wall_s']:.2f} | {r[key]['outputs_per_s']:.3f} |")
+          f"{job['outputs']} outputs\n\n| run | wall s | outputs/s | x official loop | PNGs vs the FP32 run's |\n"
+          "|---|---:|---:|---:|---|")
+    for key, speedup, pngs in (("official_pytorch_eager", 1.0, "-"), ("munit_rt_onnxruntime", r["speedup"], "-")):
+        print(f"| {r[key]['command']} | {r[key]['wall_s']:.2f} | {r[key]['outputs_per_s']:.3f} | {speedup:.2f} | "
+              f"{pngs} |")
+    for run in r["also"].values():
+        psnr = "identical" if run["png_psnr_db"] is None else f"{run['png_psnr_db']:.1f} dB PSNR"
+        print(f"| {run['command']} | {run['wall_s']:.2f} | {run['outputs_per_s']:.3f} | {run['speedup']:.2f} | "
+              f"{psnr}, p99.9 {run['png_p999_levels']} levels |")
     print(f"\nspeed-up {r['speedup']:.2f}x\n\n{g['name']} alone, batch {g['batch']}, Winograd {g['winograd']} / off: "
           f"{g['best_s']:.3f} / {g['best_s_winograd_off']:.3f} s per call (max abs difference "
           f"{g['max_abs_diff_vs_winograd_off']:.1e}); {g['gflop_per_call']:.1f} GFLOP per call in the bundle's graph, "

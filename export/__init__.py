@@ -13,6 +13,7 @@
     writer.py         the manifest, files, hashes, staging and publish
     flops.py          exact FLOP counts of ONNX graphs (no torch)
     random_bundle.py  random weights -> checkpoint -> bundle, for tests and benchmarks
+    quantize/         int8 graphs calibrated on real images, written into a bundle (`munit-rt quantize`; no torch)
 """
 from munit_rt.export.api import DEFAULT_PRECISION, PRECISIONS, export_bundle
 from munit_rt.export.errors import ExportError

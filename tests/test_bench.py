@@ -89,7 +89,9 @@ def test_skipped_configurations_say_why(quick, family):
     assert all(reason.strip() for reason in skipped.values())
     assert set(skipped) | set(results["configs"]) == {
         "torch-eager-fp32", "torch-fp16-channels-last", "torch-compile-fp16", "onnxruntime-cpu",
-        "onnxruntime-cuda-fp32", "onnxruntime-cuda-fp16", "tensorrt-fp32", "tensorrt-fp16"}
+        "onnxruntime-cuda-fp32", "onnxruntime-cuda-fp16", "tensorrt-fp32", "tensorrt-fp16", "openvino-fp32",
+        "openvino-bf16", "openvino-int8"}
+    assert "int8 graphs" in skipped["openvino-int8"]  # a random-weight bundle is never quantized
     if "tensorrt-fp16" not in skipped:
         pytest.skip("TensorRT can run on this machine")
     assert "tensorrt" in skipped["tensorrt-fp32"].lower() and "tensorrt" in skipped["tensorrt-fp16"].lower()
@@ -158,6 +160,37 @@ def test_merge_derives_the_targets_again(quick, tmp_path):
         assert merged["targets"][0]["value"] == pytest.approx(job / 10.0)
         assert merged["targets"][1]["value"] == pytest.approx(job / main)
         assert "tensorrt-fp16 | 32 |" in (tmp_path / "m.md").read_text()
+
+
+# ------------------------------------------------------------------------------ engines_cpu.py: one run, all engines
+
+ENGINES = ("official", "torch-eager", "ort-fp32", "ort-fp32-direct", "openvino-fp32", "openvino-bf16",
+           "openvino-int8", "ort-int8")  # torch.compile left out here: minutes of inductor compiling
+
+
+def test_engines_cpu_quick_measures_every_engine_in_one_run(tmp_path):
+    pytest.importorskip("openvino", reason="the OpenVINO contenders (installed by the dev extra)")
+    out = tmp_path / "engines"
+    bench("engines_cpu.py", "--quick", "--rounds", "1", "--work-dir", tmp_path / "work", "--out", out,
+          "--contenders", ",".join(ENGINES))
+    results = json.loads(Path(f"{out}.json").read_text())
+    skipped = {s["contender"]: s["reason"] for s in results["skipped"]}
+    assert set(results["results"]) | set(skipped) == set(ENGINES) and set(skipped) <= {"openvino-bf16"}, skipped
+    for key, entry in results["results"].items():
+        assert entry["graph_median_s"] > 0 and entry["job_median_s"] > 0 and entry["x_official"] > 0, key
+        assert entry["gflops"] > 0 and entry["roof_share"] > 0 and len(entry["job_s"]) == 1, key
+    assert results["results"]["official"]["graph_calls"] == results["main_graph"]["rows"] > 1
+    assert results["results"]["ort-fp32"]["psnr_db"] > 60  # against PyTorch eager FP32: the same job
+    assert results["results"]["openvino-int8"]["psnr_db"] > 20 and "int8 executed" in \
+        results["results"]["openvino-int8"]["device"]
+    assert {"ort_fp32", "ort_int8", "openvino_fp32", "openvino_int8", "numpy_fp32"} <= set(results["roofs"])
+    assert "int8" in results["meta"]["quality_recorded"]  # the bundle copy was quantized for the run
+    text = Path(f"{out}.md").read_text()
+    assert all(f"| {entry['label']} |" in text for entry in results["results"].values())
+    from PIL import Image
+
+    with Image.open(f"{out}.png") as image:
+        assert image.format == "PNG" and image.width > 100
 
 
 # ------------------------------------------------------------------------------ configurations meant for GPUs

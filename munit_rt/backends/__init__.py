@@ -1,14 +1,18 @@
 """Backend registry: name -> class, imported on demand so unused backends cost nothing.
 
 `auto` takes the fastest one that can run here: tensorrt, then onnxruntime (which itself prefers CUDA
-over CPU when onnxruntime-gpu and a GPU are present).
+over CPU when onnxruntime-gpu and a GPU are present). openvino runs only when named (`--backend openvino`).
+
+Precision is always explicit (`--precision`, default fp32): `check_precision` refuses, in one line and before
+anything opens, a precision that is unknown, that the backend does not run, that this machine cannot run natively
+(the backend's `precision_refusal`), or whose graph files the bundle lacks (bf16 runs from the fp32 graphs).
 """
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING
 
-from munit_rt.errors import BackendUnavailable, BundleError, MunitRtError
+from munit_rt.errors import BackendUnavailable, BundleError, InputError, MunitRtError
 
 if TYPE_CHECKING:
     from munit_rt.backends.base import Backend
@@ -19,6 +23,7 @@ BACKENDS: dict[str, tuple[str, str, str]] = {
     "tensorrt": ("munit_rt.backends.tensorrt", "TensorRTBackend", "pip install 'munit-rt[tensorrt]'"),
     "onnxruntime": ("munit_rt.backends.onnxruntime", "OnnxRuntimeBackend", "pip install onnxruntime"),
     "torch": ("munit_rt.backends.torch", "TorchBackend", "pip install 'munit-rt[train]'"),
+    "openvino": ("munit_rt.backends.openvino", "OpenVinoBackend", "pip install 'munit-rt[openvino]'"),
 }
 AUTO_ORDER = ("tensorrt", "onnxruntime")  # torch is a reference, never picked automatically
 
@@ -66,7 +71,37 @@ def get_backend(name: str, bundle: Bundle, precision: str = "fp32", **opts) -> B
     reason = cls.unavailable_reason()
     if reason is not None:
         raise BackendUnavailable(name, reason, hint=cls.install_hint)
-    if precision not in bundle.precisions:
-        raise BundleError(f"bundle {bundle.path} has no {precision} graphs (exported: {', '.join(bundle.precisions)}); "
-                           f"re-export with --precision {precision} or pass --precision {bundle.precisions[0]}")
+    check_precision(cls, bundle, precision)
     return cls(bundle, precision=precision, **opts)
+
+
+def check_precision(backend: str | type[Backend], bundle: Bundle | None, precision: str) -> None:
+    """Refuse, in one line, a precision that `backend` cannot run here or whose graphs `bundle` lacks."""
+    from munit_rt.bundle.reader import missing_precision_hint
+    from munit_rt.bundle.schema import RUNTIME_PRECISIONS
+
+    cls = backend_class(resolve_backend_name(backend)) if isinstance(backend, str) else backend
+    if precision not in RUNTIME_PRECISIONS:
+        raise InputError(f"unknown precision {precision!r} (known: {', '.join(RUNTIME_PRECISIONS)})")
+    if precision not in cls.precisions:
+        others = [name for name in BACKENDS if name != cls.name and precision in _listed_precisions(name)]
+        where = f"; use --backend {' or '.join(others)}" if others else ""
+        raise InputError(f"--precision {precision}: the {cls.name} backend runs {', '.join(cls.precisions)}{where}, "
+                         f"or --precision fp32")
+    refusal = cls.precision_refusal(precision)
+    if refusal is not None:
+        raise InputError(refusal)
+    stored = cls.precisions[precision]
+    if bundle is not None and stored not in bundle.precisions:
+        runtime = f"{precision} runs from the {stored} graphs; " if stored != precision else ""
+        raise BundleError(f"bundle {bundle.path} has no {stored} graphs ({runtime}it holds "
+                          f"{', '.join(bundle.precisions)}); {missing_precision_hint(bundle.path, stored)}, or pass "
+                          f"--precision fp32")
+
+
+def _listed_precisions(name: str) -> tuple[str, ...]:
+    """The precisions backend `name` runs, without importing a backend this installation lacks."""
+    try:
+        return tuple(backend_class(name).precisions)
+    except MunitRtError:
+        return ()

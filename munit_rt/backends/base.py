@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 class Backend(abc.ABC):
     name: ClassVar[str] = ""
     install_hint: ClassVar[str] = ""
+    # the precisions it runs (`--precision`, munit_rt.bundle.schema.RUNTIME_PRECISIONS) -> the bundle's stored
+    # graph files each one runs from (bf16, a runtime precision, runs from the fp32 graphs)
+    precisions: ClassVar[dict[str, str]] = {"fp32": "fp32", "fp16": "fp16"}
 
     def __init__(self, bundle: Bundle, precision: str = "fp32"):
         self.bundle = bundle
@@ -36,6 +39,22 @@ class Backend(abc.ABC):
     def unavailable_reason(cls) -> str | None:
         """None when this backend can run here; otherwise why not (cheap: no heavy import)."""
         return None
+
+    @classmethod
+    def precision_refusal(cls, precision: str) -> str | None:
+        """None when this backend runs `precision` (one of `precisions`) natively on this machine; else one line
+        saying what would happen instead and what it costs (cheap: no heavy import)."""
+        return None
+
+    @classmethod
+    def precision_note(cls, precision: str) -> str | None:
+        """A note for the run (printed, not refused) about how this backend runs `precision`; None: nothing."""
+        return None
+
+    @property
+    def graph_precision(self) -> str:
+        """The stored graph files this backend runs (`bundle.graph_bytes(name, graph_precision)`)."""
+        return self.precisions.get(self.precision, self.precision)
 
     @property
     def device(self) -> str:

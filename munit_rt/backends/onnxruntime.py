@@ -75,6 +75,9 @@ def session_from_path(path: Path | bytes, options: Any, providers: list[str]) ->
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     install_hint = "pip install onnxruntime (or 'munit-rt[gpu]' for CUDA)"
+    # int8: the QDQ graphs of `munit-rt quantize`; ONNX Runtime's CPU QDQ convolutions measured slower than its
+    # FP32 ones (0.75x the whole job on an AMX CPU), so `translate` notes --backend openvino for them
+    precisions = {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}
 
     def __init__(self, bundle: Bundle, precision: str = "fp32", providers: list[str] | None = None,
                  threads: int | None = None, winograd: str | None = None, io_binding: bool | None = None,
@@ -93,6 +96,13 @@ class OnnxRuntimeBackend(Backend):
     @classmethod
     def unavailable_reason(cls) -> str | None:
         return None if importlib.util.find_spec("onnxruntime") else "onnxruntime is not installed"
+
+    @classmethod
+    def precision_note(cls, precision: str) -> str | None:
+        if precision != "int8" or cuda_usable():
+            return None
+        return ("note: ONNX Runtime's CPU int8 (QDQ) convolutions measured slower than its fp32 ones (the whole job "
+                "0.75x fp32 on an AMX CPU, where --backend openvino ran the same int8 graphs 3.4x faster than fp32)")
 
     @property
     def device(self) -> str:
@@ -137,7 +147,7 @@ class OnnxRuntimeBackend(Backend):
         session = self._sessions.get(graph.name)
         if session is None:
             # from the bytes whose sha256 was just checked, so a file swapped after Bundle() is never run
-            model = self.bundle.graph_bytes(graph.name, self.precision)
+            model = self.bundle.graph_bytes(graph.name, self.graph_precision)
             if not self._on_cuda:
                 model, self.rewritten_convs[graph.name] = winograd.rewrite_bytes(model, self._winograd_for_cpu)
             session = self._session_factory(model, self._options, self._providers)

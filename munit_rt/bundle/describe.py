@@ -7,7 +7,7 @@ from munit_rt.text import printable
 
 if TYPE_CHECKING:
     from munit_rt.bundle.reader import Bundle
-    from munit_rt.bundle.schema import Parity
+    from munit_rt.bundle.schema import Manifest, Parity, Quality
     from munit_rt.preprocess import Preprocess
 
 
@@ -21,15 +21,61 @@ def describe_bundle(bundle: Bundle) -> str:
         f"            exported from {src.path or '?'}",
         *(f"{label:<11} {text}" for label, text in bundle.spec.describe(m)),
         f"preprocess  {preprocess_text(m.preprocess)}",
-        f"precisions  {', '.join(m.precisions)}",
+        f"precisions  {precisions_text(m.precisions)}",
+        *quality_lines(m),
         "",
         f"{'graph':<20} {'precision':<10} {'size':>10}  parity",
     ]
     for name, graph in m.graphs.items():
         for precision in [p for p in m.precisions if p in graph.files]:
-            lines.append(f"{name:<20} {precision:<10} {human_bytes(graph.files[precision].bytes):>10}  "
-                         f"{parity_text(graph.parity.get(precision))}")
+            same = precision != "fp32" and "fp32" in graph.files and graph.files[precision].path == \
+                graph.files["fp32"].path
+            check = "the fp32 file (not quantized)" if same else "quantized (quality: above)" \
+                if precision == "int8" and precision not in graph.parity else parity_text(graph.parity.get(precision))
+            lines.append(f"{name:<20} {precision:<10} {human_bytes(graph.files[precision].bytes):>10}  {check}")
     return "\n".join(printable(line, control=True) for line in lines)  # manifest text may hold escape sequences
+
+
+def precisions_text(stored: tuple[str, ...]) -> str:
+    """The graph files a bundle holds, and what runs from them at run time (--precision)."""
+    runtime = ["bf16 (OpenVINO on CPUs with native bf16)"] if "fp32" in stored else []
+    return f"stored {', '.join(stored)}" + (f"; from the fp32 graphs also {', '.join(runtime)}" if runtime else "")
+
+
+def quality_lines(manifest: Manifest) -> list[str]:
+    """`quality     int8: 48.5 dB PSNR vs fp32, ...` per recorded precision (`munit-rt quantize` measures them)."""
+    lines = []
+    for precision, q in manifest.quality.items():
+        lines.append(f"{precision}: {quality_text(q)}; {q.images} held-out images, {q.outputs} outputs (jobs "
+                     f"{', '.join(q.jobs)})")
+        lines.append(f"{'':<{len(precision) + 2}}measured with {q.measured_with}")
+        if q.tool:
+            version = f" {q.tool_version}" if q.tool_version else ""
+            calibrated = f", calibrated on {q.calibration_images} images" if q.calibration_images else ""
+            kept = sum(len(nodes) for nodes in q.kept_fp32.values())
+            lines.append(f"{'':<{len(precision) + 2}}made by {q.tool}{version}{calibrated}; {kept} convs kept fp32"
+                         + (f"; the fp32 file for {', '.join(q.fp32_graphs)}" if q.fp32_graphs else ""))
+    return [f"{'quality' if i == 0 else '':<11} {line}" for i, line in enumerate(lines)]
+
+
+def quality_text(q: Quality) -> str:
+    psnr = "identical" if q.psnr_db is None else f"{q.psnr_db:.1f} dB PSNR vs fp32"
+    return f"{psnr}, p99.9 {q.p999_levels:g} levels (max {q.max_levels})"
+
+
+def precision_quality(manifest: Manifest, precision: str, stored: str | None = None) -> str:
+    """What is known of a precision's quality, for the run summary: the recorded measurement, else the export's
+    parity of the graphs it runs (`stored`: the graph files it runs from), else that it was not measured."""
+    if precision == "fp32":
+        return ""
+    recorded = manifest.quality.get(precision)
+    if recorded is not None:
+        return f"{quality_text(recorded)}, recorded"
+    psnrs = [g.parity[precision].min_psnr_db for g in manifest.graphs.values()
+             if (stored or precision) == precision and precision in g.parity and g.parity[precision].min_psnr_db]
+    if psnrs:
+        return f"graphs >= {min(psnrs):.1f} dB PSNR vs fp32 (export parity)"
+    return "quality not measured (munit-rt quantize records it)"
 
 
 def preprocess_text(pre: Preprocess) -> str:

@@ -69,8 +69,8 @@ class Bundle:
             raise BundleError(f"{self._label}: no graph '{name}' (has: {', '.join(sorted(self.graphs))})")
         files = self.graphs[name].files
         if precision not in files:
-            raise BundleError(f"{self._label}: graph '{name}' has no {precision} file (exported: "
-                              f"{', '.join(sorted(files))}); re-export with --precision {precision}")
+            raise BundleError(f"{self._label}: graph '{name}' has no {precision} file (has: "
+                              f"{', '.join(sorted(files))}); {missing_precision_hint(self.path, precision)}")
         return self.path / files[precision].path
 
     def graph_bytes(self, name: str, precision: str = "fp32") -> bytes:
@@ -162,6 +162,14 @@ class Bundle:
             raise BundleError(f"{self._label}: {rel} resolves outside the bundle "
                               f"({show_key(str(resolved), 300)}); refused")
         return resolved
+
+
+def missing_precision_hint(path: Path, precision: str) -> str:
+    """How to give a bundle the graphs of `precision`: int8 graphs come from calibration, others from export."""
+    shown = printable(str(path), control=True)
+    if precision == "int8":
+        return f"calibrate them with: munit-rt quantize {shown} --calibrate IMAGES_DIR"
+    return f"re-export with --precision {precision}"
 
 
 def _io_mismatch(declared: tuple[TensorSpec, ...], actual: list[ValueInfo]) -> str:

@@ -28,7 +28,10 @@ BUNDLE_FORMAT = "munit-rt-bundle"
 SCHEMA_VERSION = 2               # what export writes
 READABLE_VERSIONS = (1, 2)
 MAX_MANIFEST_BYTES = 16 << 20    # the largest real manifest is ~60 KB
-PRECISIONS = ("fp32", "fp16")    # graph files a bundle may hold (FP16 graphs keep FP32 inputs and outputs)
+PRECISIONS = ("fp32", "fp16", "int8")  # graph files a bundle may hold (all keep FP32 inputs and outputs); int8:
+                                       # `munit-rt quantize` (a graph not worth quantizing names its fp32 file)
+RUNTIME_PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # what --precision names; bf16 runs from the fp32 graphs
+QUALITY_PRECISIONS = ("fp16", "bf16", "int8")  # precisions whose measured quality a manifest may record
 DTYPES = tuple(ELEM_TYPES.values())
 MAX_SIDE = 1 << 16               # image sizes, multiples and channel counts stay far below this
 MAX_DIM = 1 << 31
@@ -65,6 +68,27 @@ class Parity:
     atol: float | None = None
     min_psnr_db: float | None = None
     psnr_bound_db: float | None = None
+
+
+@dataclass(frozen=True)
+class Quality:
+    """The measured quality of one reduced precision: the whole translate job's outputs at that precision against
+    FP32 on held-out images (`munit-rt quantize`): PSNR over the [-1, 1] outputs (peak-to-peak 2; None: identical)
+    and the 99.9th percentile of the uint8 level differences of the written pixels, the worst job (direction)."""
+
+    psnr_db: float | None
+    p999_levels: float
+    max_levels: int
+    images: int                       # held-out images the jobs translated
+    outputs: int                      # outputs compared (images x outputs per input, every job)
+    jobs: tuple[str, ...]             # the jobs measured (directions; "default" for a family without)
+    measured_with: str                # backend and what it executed
+    calibration_images: int | None = None
+    tool: str | None = None           # what made the graphs (int8: the quantizer and its settings)
+    tool_version: str | None = None
+    kept_fp32: dict[str, tuple[str, ...]] = field(default_factory=dict)  # graph -> Conv nodes left in FP32
+    fp32_graphs: tuple[str, ...] = ()  # graphs whose file is the fp32 one (not worth quantizing, or never run)
+    created: str = "?"
 
 
 @dataclass(frozen=True)
@@ -121,6 +145,7 @@ class Manifest:
     graphs: dict[str, GraphSpec]
     files: dict[str, str]             # every bundle file (graphs and others) -> sha256
     model: Any                        # the family's own keys, typed by munit_rt.families.X.parse_model
+    quality: dict[str, Quality] = field(default_factory=dict)  # reduced precision -> measured quality
 
 
 def parse_manifest(data: Any) -> Manifest:
@@ -160,7 +185,8 @@ def parse_manifest(data: Any) -> Manifest:
             raise ManifestError(f"graphs.{graph_name}", f"has I/O {got[0]} -> {got[1]}, expected {inputs} -> {outputs}")
     manifest = Manifest(version, name, top.str("munit_rt_version", "?"), top.str("created", "?"),
                         _source(top.obj("source_checkpoint", {})), dict(top.obj("config", {}).data), preprocess,
-                        multiple, top.int("opset", None, low=1, high=1000), precisions, graphs, files, model)
+                        multiple, top.int("opset", None, low=1, high=1000), precisions, graphs, files, model,
+                        _qualities(top, precisions, graphs))
     family.check(manifest)
     return manifest
 
@@ -232,6 +258,41 @@ def _parity(fields: Fields) -> Parity:
     numbers = {key: fields.float(key, None, low=-1e6, high=1e6)
                for key in ("max_abs_err", "atol", "min_psnr_db", "psnr_bound_db")}
     return Parity(passed=fields.bool("passed", False), **numbers)
+
+
+def _qualities(top: Fields, precisions: tuple[str, ...], graphs: dict[str, GraphSpec]) -> dict[str, Quality]:
+    """The optional "quality" block: {precision: record}; a stored precision's record needs its graphs."""
+    if not top.has("quality"):
+        return {}
+    records = {}
+    for precision, entry in top.entries("quality", key_choices=QUALITY_PRECISIONS):
+        if precision in PRECISIONS and precision not in precisions:
+            raise ManifestError(top.key("quality") + f".{precision}", f"records a precision the bundle has no "
+                                f"graphs of (precisions: {', '.join(precisions)})")
+        records[precision] = _quality(entry, graphs)
+    return records
+
+
+def _quality(fields: Fields, graphs: dict[str, GraphSpec]) -> Quality:
+    psnr = None if fields.raw("psnr_db") is None else fields.float("psnr_db", low=0.0, high=1000.0)
+    jobs = fields.strings("jobs", default=("default",))
+    fields.check(len(jobs) >= 1, "jobs", "must name at least one job")
+    nodes = fields.obj("kept_fp32", {})
+    for graph in nodes.data:
+        nodes.check(graph in graphs, graph, "is not a graph of the bundle")
+    kept = {graph: tuple(check_str(node, nodes.key(graph), max_len=1024) for node in nodes.list(graph))
+            for graph in nodes.data}
+    fp32_graphs = fields.strings("fp32_graphs", default=())
+    for graph in fp32_graphs:
+        fields.check(graph in graphs, "fp32_graphs", f"names graph '{show_key(graph)}', which the bundle does not have")
+    calibration = fields.int("calibration_images", None, low=1, high=1 << 40) \
+        if fields.raw("calibration_images", None) is not None else None
+    return Quality(psnr, fields.float("p999_levels", low=0.0, high=255.0), fields.int("max_levels", low=0, high=255),
+                   fields.int("images", low=1, high=1 << 40), fields.int("outputs", low=1, high=1 << 40), jobs,
+                   fields.str("measured_with", max_len=512), calibration,
+                   fields.str("tool", None, max_len=512) if fields.raw("tool", None) is not None else None,
+                   fields.str("tool_version", None, max_len=128) if fields.raw("tool_version", None) is not None
+                   else None, kept, fp32_graphs, fields.str("created", "?", max_len=64))
 
 
 def _source(fields: Fields) -> SourceCheckpoint:

@@ -22,7 +22,7 @@ def cli() -> None:
 def _register() -> None:
     import importlib
 
-    for name in ("train", "info", "export", "translate", "build", "export_triton"):
+    for name in ("train", "info", "export", "translate", "quantize", "build", "export_triton"):
         try:
             module = importlib.import_module(f"munit_rt.cli.{name}")
         except ModuleNotFoundError as exc:

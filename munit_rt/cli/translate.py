@@ -42,9 +42,14 @@ _ExistingFile = click.Path(exists=True, dir_okay=False, path_type=Path)
               help="(image, style) pairs per decoder call.")
 @click.option("--checkpoint", type=_ExistingFile,
               help="--backend torch: the checkpoint the bundle was exported from [default: the manifest's path].")
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "torch", "tensorrt"]), default="auto",
-              show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "openvino", "torch", "tensorrt"]),
+              default="auto", show_default=True,
+              help="auto: TensorRT on a GPU, else ONNX Runtime; openvino (pip install 'munit-rt[openvino]') only "
+                   "when named.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default="fp32", show_default=True,
+              help="fp16: the bundle's fp16 graphs (OpenVINO: f16 on CPUs with native fp16); bf16: --backend "
+                   "openvino on CPUs with AVX512_BF16/AMX; int8: the graphs of `munit-rt quantize` (fastest on "
+                   "--backend openvino). The summary names what ran and the bundle's recorded quality for it.")
 @click.option("--layout", type=click.Choice(["nested", "official"]), default="nested", show_default=True,
               help="nested: OUT/<input>/style_00.png (CycleGAN, StarGAN --attrs: OUT/<input>.png; StarGAN sweep: "
                    "OUT/<input>/<attribute>.png); official: OUT_00/<input>.png, OUT_01/...")

@@ -115,7 +115,8 @@ class TranslateActor:
             return {"fatal": str(exc)}
         return {"translated": report.translated, "files_written": report.files_written, "failures": report.failures,
                 "notes": report.notes, "stage_s": report.stage_s, "stage_images": report.stage_images,
-                "largest": (report.largest_input, report.largest_output), "backend": self.backend,
+                "largest": (report.largest_input, report.largest_output),
+                "backend": f"{self.translator.backend.name} ({self.translator.backend.device})",  # what executed
                 "worker": self.name}
 
     def close(self) -> None:

@@ -31,6 +31,7 @@ class Report:
     prep: Any = None  # the run's Preprocess (the output size)
     per_input: int = 1
     precision: str = "fp32"
+    quality: str = ""  # what the bundle records of the precision's quality (munit_rt.bundle.describe)
     largest_input: tuple[int, int] | None = None  # (width, height) of the largest input decoded
     largest_output: tuple[int, int] | None = None  # what it became
 
@@ -58,7 +59,8 @@ class Report:
             parts.append(f"outputs {_size_text(self.prep)}")
         parts.append(f"{self.per_input} output{'s' if self.per_input != 1 else ''} per input")
         backend = self.backend or "not opened (nothing to translate)"
-        return f"model {self.model}: {', '.join(parts)}; backend {backend}, {self.precision}"
+        quality = f": {self.quality}" if self.quality else ""
+        return f"model {self.model}: {', '.join(parts)}; backend {backend}, {self.precision}{quality}"
 
     def summary(self) -> str:
         rate = self.translated / self.wall_s if self.wall_s > 0 else 0.0

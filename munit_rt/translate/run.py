@@ -42,6 +42,7 @@ def translate_paths(options: TranslateOptions, notify: Callable[[str], None] | N
     bundle = Bundle(resolve_model(options.model))
     options = options.for_family(bundle.spec, notify)
     options.validate()
+    quality = _precision_check(bundle, options, notify)  # a precision that cannot run here: refused now
     if options.engine == "ray":  # without Ray: exit 2 naming the extra, before anything is listed or written
         from munit_rt.translate.ray import require_ray
 
@@ -66,7 +67,7 @@ def translate_paths(options: TranslateOptions, notify: Callable[[str], None] | N
                          "; add --recursive to search subfolders") + ")")
     report = Report(output=options.output, inputs=len(items) + len(failures), failures=failures,
                     model=model_label(options.model), family=bundle.spec.title, direction=plan.direction,
-                    prep=plan.prep, per_input=len(plan.names), precision=options.precision)
+                    prep=plan.prep, per_input=len(plan.names), precision=options.precision, quality=quality)
     record = RunRecord(run_settings(bundle, options, plan), plan.names, plan.single,
                        [item.relpath for item in items], report.model)
 
@@ -100,6 +101,20 @@ def translate_paths(options: TranslateOptions, notify: Callable[[str], None] | N
                             describe_run(report, record))
     report.wall_s = time.perf_counter() - started
     return report
+
+
+def _precision_check(bundle: Bundle, options: TranslateOptions, notify: Callable[[str], None]) -> str:
+    """Refuse a precision the backend or this machine cannot run, or whose graphs the bundle lacks (one line,
+    before anything is listed or written); else what is known of its quality, for the summary's headline."""
+    from munit_rt.backends import backend_class, check_precision, resolve_backend_name
+    from munit_rt.bundle.describe import precision_quality
+
+    cls = backend_class(resolve_backend_name(options.backend))
+    check_precision(cls, bundle, options.precision)
+    note = cls.precision_note(options.precision)
+    if note:
+        notify(note)
+    return precision_quality(bundle.manifest, options.precision, cls.precisions[options.precision])
 
 
 def _engine(options: TranslateOptions, todo: list[InputImage]):
