@@ -226,3 +226,21 @@ def test_styles_depend_only_on_seed_and_path():
     assert np.allclose(linear[1], (first[0] + first[1]) / 2, atol=1e-6)
     spherical = interpolate_styles(first, 3, spherical=True)
     assert spherical.shape == (9, 4) and np.allclose(spherical[[0, 4, 8]], first, atol=1e-6)
+
+
+def test_cpu_sessions_do_not_spin_between_graphs(tiny):
+    """A job hands the cores from one session to the next, so idle pools must sleep rather than spin; threads and
+    the one-op-at-a-time chain are what the backend was asked for."""
+    handed = {}
+
+    def recording_session(model, options, providers):
+        handed["options"] = options
+        raise RuntimeError("stop here")
+
+    backend = OnnxRuntimeBackend(Bundle(tiny[1]), providers=["CPUExecutionProvider"], threads=2,
+                                 session_factory=recording_session)
+    with pytest.raises(RuntimeError, match="stop here"):
+        backend.run("content_encoder_a", {"image": np.zeros((1, 3, 32, 32), np.float32)})
+    options = handed["options"]
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (2, 1)

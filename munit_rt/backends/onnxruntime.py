@@ -139,6 +139,10 @@ class OnnxRuntimeBackend(Backend):
         # one: ~1 GB of fresh pages for a batch-8 decode at 256x256, seconds of page faults on a VM. Without
         # it the arena grown by the first run is reused from the second on (and peak memory is lower).
         options.enable_mem_pattern = False
+        # A job runs three or four sessions in turn, each with its own thread pool; a pool that spins after its
+        # graph finishes takes the cores the next session needs. Measured on the trained default model (64 px,
+        # 1 image x 8 styles, 2 cores): 0.032 s per job with spinning, 0.021 s without; 256 px jobs unchanged.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._options = options
         if self._io_binding is None:
             self._io_binding = self._on_cuda
