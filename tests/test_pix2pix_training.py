@@ -195,3 +195,37 @@ def test_trained_model_exports_translates_and_resumes(runs, pairs, tmp_path):
     for i in range(6):
         assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"photo{i}.png")),
                               np.asarray(Image.open(tmp_path / "upstream" / f"photo{i}.png")))
+
+
+# ------------------------------------------------------------------------------ --direction (upstream's option)
+
+def test_direction_flag_trains_b_to_a(runs, pairs, tmp_path):
+    """`train --direction BtoA` is upstream's --direction: the photo half becomes the input. The sample grid's rows
+    (input, output, target) show it: BtoA's input row is AtoB's target row and the other way round."""
+    from conftest import invoke
+
+    code, output = invoke("train", "--config", TINY_YAML, "--data", pairs, "-o", tmp_path / "run", "--max-iter", 1,
+                          "--device", "cpu", "--direction", "BtoA")
+    assert code == 0, output
+    snapshot = torch.load(tmp_path / "run" / "checkpoints" / "pix2pix_00000001.pt", weights_only=True)
+    assert snapshot["munit_rt"]["config"]["direction"] == "BtoA"
+    b2a = np.asarray(Image.open(tmp_path / "run" / "images" / "pix2pix_BtoA_00000001.png"))
+    a2b = np.asarray(Image.open(runs["straight"] / "images" / "pix2pix_AtoB_00000005.png"))
+    rows = lambda grid, k: grid[k * 128:(k + 1) * 128]  # noqa: E731 - rows of 128 px: input, output, target
+    assert np.array_equal(rows(b2a, 0), rows(a2b, 2)) and np.array_equal(rows(b2a, 2), rows(a2b, 0))
+    assert not np.array_equal(rows(a2b, 0), rows(a2b, 2))
+
+
+@pytest.mark.parametrize("config, value, message", [
+    (TINY_YAML, "XtoY", "Error: --direction: key 'direction' is 'XtoY'; expected one of AtoB, BtoA"),
+    (REPO / "training" / "configs" / "tiny.yaml", "AtoB",
+     "Error: --direction: the MUNIT config has no 'direction' key, so there is nothing to override; "
+     "leave --direction out"),
+])
+def test_direction_flag_refusals(pairs, tmp_path, config, value, message):
+    from conftest import invoke
+
+    code, output = invoke("train", "--config", config, "--data", pairs, "-o", tmp_path / "run", "--max-iter", 1,
+                          "--device", "cpu", "--direction", value)
+    assert (code, output.strip()) == (2, message)
+    assert not (tmp_path / "run").exists()

@@ -8,6 +8,7 @@ training config otherwise silently trains the wrong model for a day.
                                       how to say them), min, positive, nullable
     RunConfig                         the run keys every family's config extends (batch size, logging, seed)
     build_config(cls, data, source)   the dataclass, every key checked; nested dataclasses by prefix (gen.dim)
+    check_value(field, value, ...)    one key's value checked (also for command-line overrides of a key)
     check_epoch_sizes(config, ...)    the sizes of junyanz/pytorch-CycleGAN-and-pix2pix's options that must fit
 """
 from __future__ import annotations
@@ -50,11 +51,11 @@ def build_config(cls: type, data: Any, source: str, prefix: str = ""):
         path = f"{prefix}{name}"
         if name not in known:
             raise ConfigError(f"{source}: unknown key '{path}' (known: {', '.join(sorted(known))})")
-        kwargs[name] = _check_value(known[name], value, path, source)
+        kwargs[name] = check_value(known[name], value, path, source)
     return cls(**kwargs)
 
 
-def _check_value(f: dataclasses.Field, value: Any, path: str, source: str) -> Any:
+def check_value(f: dataclasses.Field, value: Any, path: str, source: str) -> Any:
     nested = f.default_factory
     if isinstance(nested, type) and dataclasses.is_dataclass(nested):  # MUNIT's gen: and dis: sections
         return build_config(nested, value, source, prefix=f"{path}.")

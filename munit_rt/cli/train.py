@@ -11,7 +11,7 @@ from munit_rt.cli.common import EXIT_INTERRUPTED, command_line, echo_text, frien
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="YAML config; its `family` key (munit, cyclegan, stargan, pix2pix; default munit) picks the "
                    "model, e.g. training/configs/munit_utkface.yaml, cyclegan_utkface.yaml, stargan_utkface.yaml, "
-                   "pix2pix_edges2faces.yaml (pix2pix: the config key `direction` is upstream's --direction).")
+                   "pix2pix_edges2faces.yaml.")
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False),
               help="MUNIT, CycleGAN: folder with trainA/ trainB/ (testA/ testB/ optional), replacing the "
                    "config's data_root (MUNIT also data_folder_*/data_list_*). StarGAN: the image folder, "
@@ -27,8 +27,10 @@ from munit_rt.cli.common import EXIT_INTERRUPTED, command_line, echo_text, frien
 @click.option("--resume", is_flag=True, help="Continue from the newest snapshot in OUTPUT/checkpoints.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, help="Override the config's seed.")
+@click.option("--direction", help="Override the config's direction key (upstream's --direction, AtoB or BtoA), for "
+                                  "families that train one direction (pix2pix); the others refuse it.")
 @friendly_errors
-def command(config_path, data_dir, out_dir, max_iter, resume, device, seed):
+def command(config_path, data_dir, out_dir, max_iter, resume, device, seed, direction):
     """Train a MUNIT, CycleGAN, StarGAN or pix2pix model (needs munit-rt[train]).
 
     Snapshots: MUNIT uses the official names (gen_XXXXXXXX.pt, dis_XXXXXXXX.pt, optimizer.pt), CycleGAN,
@@ -50,8 +52,8 @@ def command(config_path, data_dir, out_dir, max_iter, resume, device, seed):
     from munit_rt.training.engine.driver import train
 
     try:
-        result = train(config_path, data_dir, out_dir, max_iter=max_iter, seed=seed, resume=resume, device=device,
-                       callbacks=(TqdmProgress(),))
+        result = train(config_path, data_dir, out_dir, max_iter=max_iter, seed=seed, direction=direction,
+                       resume=resume, device=device, callbacks=(TqdmProgress(),))
     except KeyboardInterrupt as stop:  # the driver saved a snapshot first: say which, and how to go on
         if env_world()[0] == 0:
             echo_text(interrupted_message(stop), err=True)

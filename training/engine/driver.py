@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from munit_rt.training.config import load_config
+from munit_rt.training.config_fields import check_value
 from munit_rt.training.data import save_image_grid
 from munit_rt.training.engine import distributed
 from munit_rt.training.engine.callbacks import RunStart, TrainingCallback
@@ -65,18 +66,20 @@ def resolve_device(name: str) -> torch.device:
 
 
 def train(config: Any, data_dir: str | Path | None, out_dir: str | Path, *, max_iter: int | None = None,
-          seed: int | None = None, resume: bool = False, device: str = "auto",
+          seed: int | None = None, direction: str | None = None, resume: bool = False, device: str = "auto",
           callbacks: tuple[TrainingCallback, ...] = ()) -> TrainResult:
     """Train any family into `out_dir` (see the module docstring); Ctrl-C saves a snapshot and re-raises.
 
     `config` is a YAML path (its `family` key picks the family; none: the default family, MUNIT) or a config
-    object; `max_iter` and `seed` override the config's. Under torchrun (WORLD_SIZE > 1) this process is one rank
+    object; `max_iter`, `seed` and `direction` override the config's. Under torchrun (WORLD_SIZE > 1) this process is one rank
     of a data-parallel run."""
     # Initialize: resolve config and device; nothing is written until config, data and run folder check out
     config_dir = Path(config).resolve().parent if isinstance(config, (str, Path)) else None
     config = load_config(config) if isinstance(config, (str, Path)) else config
     family = family_of(config)
     overrides = {key: value for key, value in (("max_iter", max_iter), ("seed", seed)) if value is not None}
+    if direction is not None:
+        overrides["direction"] = override_key(config, family, "direction", direction)
     config = dataclasses.replace(config, **overrides)
     dist, torch_device = distributed.setup(resolve_device(device))
     run_dir = Path(out_dir)
@@ -96,6 +99,16 @@ def train(config: Any, data_dir: str | Path | None, out_dir: str | Path, *, max_
         return run_training(family, job, run_dir, snapshot=snapshot, callbacks=callbacks)
     finally:
         dist.shutdown()
+
+
+def override_key(config: Any, family: TrainingFamily, name: str, value: Any) -> Any:
+    """A command-line value for the config key `name`, checked as the YAML key would be (upstream's options such
+    as --direction are config keys of the families that have them; the others refuse the flag)."""
+    known = {f.name: f for f in dataclasses.fields(config)}
+    if name not in known:
+        raise ConfigError(f"--{name}: the {family.title} config has no '{name}' key, so there is nothing to "
+                          f"override; leave --{name} out")
+    return check_value(known[name], value, name, f"--{name}")
 
 
 def check_schedule(family: TrainingFamily, config: Any, data: Any, world_size: int, flag: str) -> None:
