@@ -1,4 +1,5 @@
-"""bench/throughput.py's derived numbers (ratios, roof shares, targets) and outputs (JSON, Markdown, PNG).
+"""bench/throughput.py's derived numbers (ratios, roof shares, targets) and outputs (JSON, Markdown, PNG); the
+writing of every report (engines_cpu.py's too).
 
 Targets are evaluated and printed as met / not met / not measured; nothing here asserts a speed. The job's
 "main graph" is the graph its recorded calls spent most FLOPs in; the job is compared with that graph alone.
@@ -7,16 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 BASELINE = "torch-eager-fp32"
 TARGET_CONFIG, TARGET_SPEEDUP, TARGET_JOB_SHARE, TARGET_BATCH, TARGET_SIZE = "tensorrt-fp16", 3.0, 0.80, 32, 256
 TIMING = ("each sample one call between two synchronisations (perf_counter); warm-up calls first; input sets "
           "rotated; median of the samples, up to --repeats or until --budget-s seconds")
-
-
-def roof_key(row: dict[str, Any]) -> str:
-    return "cpu_fp32" if row["device"].startswith("cpu") else "cuda_" + row.get("precision", "fp32")
 
 
 def main_graph(results: dict[str, Any]) -> str | None:
@@ -30,7 +27,7 @@ def add_derived(results: dict[str, Any]) -> None:
     main = main_graph(results)
     for row in rows:
         row["precision"] = results["configs"][row["config"]]["precision"]
-        roof = results["roofs"].get(roof_key(row))
+        roof = results["roofs"].get("cpu_fp32" if row["device"].startswith("cpu") else "cuda_" + row["precision"])
         base = baseline.get(row["batch"])
         for name, entry in [("job", row["job"]), *row["graphs"].items()]:
             if roof:
@@ -60,28 +57,25 @@ def _missing(results: dict[str, Any], config: str) -> str:
             f"{config} not measured at batch {TARGET_BATCH}")
 
 
+def _target(name: str, threshold: float, value: float | None, shown: str, missing: str) -> dict[str, Any]:
+    status = "not measured" if value is None else "met" if value >= threshold else "not met"
+    return {"name": name, "threshold": threshold, "value": value, "status": status,
+            "detail": missing if value is None else shown.format(value)}
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     size_ok = results["settings"]["size"] == TARGET_SIZE
     fast, eager = _find(results, TARGET_CONFIG), _find(results, BASELINE)
     where = f"batch {TARGET_BATCH}, {TARGET_SIZE}x{TARGET_SIZE}"
-    speedup = {"name": f"{TARGET_CONFIG} >= {TARGET_SPEEDUP:g}x {BASELINE} (translate job images/s, {where})",
-               "threshold": TARGET_SPEEDUP, "value": None, "status": "not measured"}
-    if size_ok and fast and eager:
-        value = fast["job"]["images_per_s"] / eager["job"]["images_per_s"]
-        speedup.update(value=value, status="met" if value >= TARGET_SPEEDUP else "not met", detail=f"{value:.2f}x")
-    else:
-        missing = [_missing(results, c) for c, row in ((TARGET_CONFIG, fast), (BASELINE, eager))
-                   if not size_ok or not row]
-        speedup["detail"] = "; ".join(dict.fromkeys(missing))
     main = main_graph(results) or "its main graph"
-    share = {"name": f"translate job >= {TARGET_JOB_SHARE:.0%} of the images/s of {main} alone ({TARGET_CONFIG}, "
-                     f"{where})", "threshold": TARGET_JOB_SHARE, "value": None, "status": "not measured"}
-    if size_ok and fast and "job_share_of_main" in fast:
-        value = fast["job_share_of_main"]
-        share.update(value=value, status="met" if value >= TARGET_JOB_SHARE else "not met", detail=f"{value:.0%}")
-    else:
-        share["detail"] = _missing(results, TARGET_CONFIG) if not (size_ok and fast) else f"{main} was not timed"
-    return [speedup, share]
+    missing = [_missing(results, c) for c, row in ((TARGET_CONFIG, fast), (BASELINE, eager)) if not size_ok or not row]
+    speedup = None if missing else fast["job"]["images_per_s"] / eager["job"]["images_per_s"]
+    share = fast.get("job_share_of_main") if size_ok and fast else None
+    return [_target(f"{TARGET_CONFIG} >= {TARGET_SPEEDUP:g}x {BASELINE} (translate job images/s, {where})",
+                    TARGET_SPEEDUP, speedup, "{:.2f}x", "; ".join(dict.fromkeys(missing))),
+            _target(f"translate job >= {TARGET_JOB_SHARE:.0%} of the images/s of {main} alone ({TARGET_CONFIG}, "
+                    f"{where})", TARGET_JOB_SHARE, share, "{:.0%}",
+                    _missing(results, TARGET_CONFIG) if not (size_ok and fast) else f"{main} was not timed")]
 
 
 def merge(paths: list[Path], order: list[str]) -> dict[str, Any]:
@@ -105,7 +99,7 @@ def merge(paths: list[Path], order: list[str]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ output
 
 
-def _fmt(value: Any, digits: int = 1) -> str:
+def fmt(value: Any, digits: int = 1) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
@@ -149,21 +143,21 @@ def markdown(results: dict[str, Any]) -> str:
             continue
         job, alone, peak = row["job"], row["graphs"].get(main, {}), row["memory"]["peak_bytes"]
         lines.append(
-            f"| {row['config']} | {row['batch']} | {_fmt(job['images_per_s'], 2)} | {_fmt(job['p50_ms'])} / "
-            f"{_fmt(job['p95_ms'])} | {_fmt(job.get('x_eager_fp32'), 2)} | {_fmt(alone.get('images_per_s'), 2)} | "
-            f"{_fmt(row.get('job_share_of_main'), 2)} | {_fmt(alone.get('gflops'))} | "
-            f"{_fmt(100 * alone['roof_share'] if 'roof_share' in alone else None, 0)} | "
-            f"{_fmt(peak / 2 ** 20 if peak is not None else None, 0)} | {_fmt(configs[row['config']]['build_s'])} | "
+            f"| {row['config']} | {row['batch']} | {fmt(job['images_per_s'], 2)} | {fmt(job['p50_ms'])} / "
+            f"{fmt(job['p95_ms'])} | {fmt(job.get('x_eager_fp32'), 2)} | {fmt(alone.get('images_per_s'), 2)} | "
+            f"{fmt(row.get('job_share_of_main'), 2)} | {fmt(alone.get('gflops'))} | "
+            f"{fmt(100 * alone['roof_share'] if 'roof_share' in alone else None, 0)} | "
+            f"{fmt(peak / 2 ** 20 if peak is not None else None, 0)} | {fmt(configs[row['config']]['build_s'])} | "
             f"{_error_cells(job)} |")
     lines += ["", "Each graph alone (batch rows/s on inputs already on the device, outputs left there):", "",
               "| graph | config | batch | img/s | p50 / p95 ms | GFLOP/s | % of roof | x eager |",
               "|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in (r for r in results["results"] if "error" not in r):
         for name, e in row["graphs"].items():
-            lines.append(f"| {name} | {row['config']} | {row['batch']} | {_fmt(e['images_per_s'], 2)} | "
-                         f"{_fmt(e['p50_ms'])} / {_fmt(e['p95_ms'])} | {_fmt(e['gflops'])} | "
-                         f"{_fmt(100 * e['roof_share'] if 'roof_share' in e else None, 0)} | "
-                         f"{_fmt(e.get('x_eager_fp32'), 2)} |")
+            lines.append(f"| {name} | {row['config']} | {row['batch']} | {fmt(e['images_per_s'], 2)} | "
+                         f"{fmt(e['p50_ms'])} / {fmt(e['p95_ms'])} | {fmt(e['gflops'])} | "
+                         f"{fmt(100 * e['roof_share'] if 'roof_share' in e else None, 0)} | "
+                         f"{fmt(e.get('x_eager_fp32'), 2)} |")
     job = next((r["job"] for r in results["results"] if "job" in r), None)
     if job:
         calls = ", ".join(f"{g} {c['calls']} calls / {c['rows']} rows" for g, c in job["graph_calls"].items())
@@ -180,13 +174,8 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(results: dict[str, Any], path: Path) -> None:
-    """Images/s against batch, one line per configuration: the job, and its main graph alone."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(results: dict[str, Any], plt: Any) -> Any:
+    """Images/s against batch, one line per configuration: the job, and its main graph alone (the figure)."""
     main = main_graph(results)
     panels = [("job", "translate job")] + ([(main, f"{main} alone")] if main else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), constrained_layout=True, squeeze=False)
@@ -204,17 +193,26 @@ def plot(results: dict[str, Any], path: Path) -> None:
         axis.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"{results['meta']['model']}, {results['settings']['size']}x{results['settings']['size']}", fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
-def write(results: dict[str, Any], json_path: Path | None, markdown_path: Path | None, plot_path: Path | None) -> None:
-    text = markdown(results)
+def write(results: dict[str, Any], json_path: Path | None, markdown_path: Path | None, plot_path: Path | None,
+          to_markdown: Callable[[dict], str] = markdown, to_plot: Callable[[dict, Any], Any] = plot) -> None:
+    """Print the Markdown report; write the JSON, the report and the plot (a PNG of the figure `to_plot` draws
+    with pyplot) where given; throughput.py's report and plot by default."""
+    text = to_markdown(results)
     print("\n" + text)
-    for path, content in ((json_path, json.dumps(results, indent=2) + "\n"), (markdown_path, text)):
+    for path, content in ((json_path, json.dumps(results, indent=2, default=str) + "\n"), (markdown_path, text)):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content, encoding="utf-8")
     if plot_path is not None:
-        plot(results, plot_path)
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig = to_plot(results, plt)
+        plot_path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(plot_path, dpi=110)
+        plt.close(fig)

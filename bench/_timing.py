@@ -1,9 +1,7 @@
 """Timing: the sample loop, matrix-multiply roofs measured in the same run, device memory, the machine.
 
-Every sample is one call between two synchronisations, on perf_counter. Roofs are each engine's own FP32
-matrix multiply: ONNX Runtime's MatMul in a CPU session (the rate its convolutions could reach; numpy's BLAS is
-shown too, labelled, as it may run another kernel), torch.cuda's on a GPU (TF32 off; FP16 on tensor cores);
-`engine_roofs` adds OpenVINO's (f32, bf16, int8) and ONNX Runtime's int8 for the CPU engine benchmark.
+Every sample is one call between two synchronisations, on perf_counter. Roofs are each engine's own matrix
+multiply (bench/README.md): ONNX Runtime's and OpenVINO's on the CPU, torch.cuda's on a GPU (TF32 off; FP16).
 """
 from __future__ import annotations
 
@@ -13,6 +11,7 @@ import os
 import platform
 import sys
 import time
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -47,22 +46,17 @@ def best_s(call: Callable[[], Any], repeats: int, sync: Callable[[], None] = lam
 
 # ------------------------------------------------------------------------------------------------- roofs
 
+CPU_ROOFS = ("cpu_fp32", "cpu_fp32_numpy")  # throughput.py and translate_cpu.py: FP32 only
+ENGINE_ROOFS = ("ort_fp32", "ort_int8", "openvino_fp32", "openvino_bf16", "openvino_int8", "numpy_fp32")
 
-def ort_matmul(n: int, threads: int) -> Callable[[], Any]:
-    """One n^3 FP32 MatMul through an ONNX Runtime CPU session with `threads` threads (a zero-argument call)."""
+
+def ort_session(model: bytes, threads: int) -> Any:
+    """A quiet ONNX Runtime CPU session with `threads` threads."""
     import onnxruntime
-    from onnx import TensorProto, helper
 
-    value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n])  # noqa: E731
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", [value("a"), value("b")],
-                              [value("c")])
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8).SerializeToString()
-    session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    feeds = {name: rng.standard_normal((n, n), dtype=np.float32) for name in "ab"}
-    return lambda: session.run(None, feeds)
+    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def numpy_label() -> str:
@@ -73,22 +67,10 @@ def numpy_label() -> str:
     return f"numpy ({'OpenBLAS' if 'openblas' in str(blas).lower() else blas})"
 
 
-def cpu_roofs(n: int, repeats: int, threads: int) -> dict[str, dict[str, Any]]:
-    """ONNX Runtime's and numpy's FP32 n^3 matmul rates, best of `repeats`."""
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-    roofs = {}
-    for key, label, call in (("cpu_fp32", f"ONNX Runtime MatMul ({threads} threads)", ort_matmul(n, threads)),
-                             ("cpu_fp32_numpy", numpy_label(), lambda: a @ b)):
-        call()
-        roofs[key] = {"gflops": 2.0 * n ** 3 / best_s(call, repeats) / 1e9, "method": f"{label}, {n}^3 FP32, "
-                      f"best of {repeats}"}
-    return roofs
-
-
-def matmul_graph(n: int, int8: bool = False) -> bytes:
-    """Y = A @ W with A [n, n] an input and W [n, n] a weight, as in a layer; int8: the QDQ form a quantizer
-    writes (A through QuantizeLinear/DequantizeLinear uint8, W int8 per column + DequantizeLinear)."""
+def matmul_graph(n: int, int8: bool = False, weight: bool = True) -> bytes:
+    """Y = A @ W with A [n, n] an input and W [n, n] a weight, as in a layer (weight=False: W an input too); int8:
+    the QDQ form a quantizer writes (A through QuantizeLinear/DequantizeLinear uint8, W int8 per column +
+    DequantizeLinear)."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -106,57 +88,55 @@ def matmul_graph(n: int, int8: bool = False) -> bytes:
                    numpy_helper.from_array(np.clip(np.rint(w / scale), -127, 127).astype(np.int8), "Wq"),
                    numpy_helper.from_array(scale, "w_scale"), numpy_helper.from_array(np.zeros(n, np.int8), "w_zero")]
     value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n])  # noqa: E731
-    graph = helper.make_graph(nodes, "matmul", [value("A")], [value("Y")], initializer=weights)
+    graph = helper.make_graph(nodes, "matmul", [value("A")] + ([] if weight else [value("W")]), [value("Y")],
+                              initializer=weights if weight else [])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8).SerializeToString()
 
 
-def engine_roofs(n: int, repeats: int, threads: int) -> dict[str, dict[str, Any]]:
-    """Each CPU engine's own matrix-multiply rate at each precision it runs, best of `repeats`: ONNX Runtime
-    fp32 and int8 (QDQ), OpenVINO f32, bf16 (where native) and int8 (QDQ), and numpy's (labelled: its BLAS may
-    run another kernel). Keys: ort_fp32, ort_int8, openvino_fp32, openvino_bf16, openvino_int8, numpy_fp32."""
-    import onnxruntime
-
-    feeds = {"A": np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)}
+def engine_roofs(n: int, repeats: int, threads: int, keys: tuple[str, ...] = ENGINE_ROOFS) -> dict[str, dict]:
+    """n^3 matrix-multiply rates of `keys`, best of `repeats`: cpu_fp32 is ONNX Runtime's MatMul of two FP32 inputs
+    (the rate its convolutions could reach); ort_* and openvino_* an engine's MatMul of an input and a weight at
+    each precision it runs (int8: QDQ; OpenVINO's left out where it is not installed, bf16 where the CPU would
+    emulate it); numpy's labelled, as its BLAS may run another kernel."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
     calls: dict[str, tuple[str, Callable[[], Any]]] = {}
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
-    for key, int8 in (("ort_fp32", False), ("ort_int8", True)):
-        session = onnxruntime.InferenceSession(matmul_graph(n, int8), options, providers=["CPUExecutionProvider"])
-        calls[key] = (f"ONNX Runtime MatMul ({threads} threads, {'int8 QDQ' if int8 else 'FP32'})",
-                      lambda s=session: s.run(None, feeds))
-    if importlib.util.find_spec("openvino"):
-        import openvino
+    for key in keys:
+        int8 = key.endswith("int8")
+        if key == "cpu_fp32":
+            calls[key] = (f"ONNX Runtime MatMul ({threads} threads), {n}^3 FP32",
+                          partial(ort_session(matmul_graph(n, weight=False), threads).run, None, {"A": a, "W": b}))
+        elif key.startswith("ort_"):
+            calls[key] = (f"ONNX Runtime MatMul ({threads} threads, {'int8 QDQ' if int8 else 'FP32'}), {n}^3",
+                          partial(ort_session(matmul_graph(n, int8), threads).run, None, {"A": a}))
+        elif key.startswith("openvino_") and importlib.util.find_spec("openvino"):
+            import openvino
 
-        from munit_rt.backends.openvino import native
+            from munit_rt.backends.openvino import native
 
-        core = openvino.Core()
-        for key, hint, int8 in (("openvino_fp32", "f32", False), ("openvino_bf16", "bf16", False),
-                                ("openvino_int8", "bf16" if native("bf16") else "f32", True)):
             if key == "openvino_bf16" and not native("bf16"):
                 continue
-            compiled = core.compile_model(core.read_model(model=matmul_graph(n, int8)), "CPU",
-                                          {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads,
-                                           "PERFORMANCE_HINT": "LATENCY"})
-            request = compiled.create_infer_request()
-            calls[key] = (f"OpenVINO MatMul ({threads} threads, {'int8 QDQ' if int8 else hint})",
-                          lambda r=request: r.infer(feeds))
-    a, b = feeds["A"], np.random.default_rng(2).standard_normal((n, n), dtype=np.float32)
-    calls["numpy_fp32"] = (numpy_label() + " FP32", lambda: a @ b)
+            hint = "bf16" if key == "openvino_bf16" or int8 and native("bf16") else "f32"
+            core = openvino.Core()
+            request = core.compile_model(core.read_model(model=matmul_graph(n, int8)), "CPU", {
+                "INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"
+            }).create_infer_request()
+            calls[key] = (f"OpenVINO MatMul ({threads} threads, {'int8 QDQ' if int8 else hint}), {n}^3",
+                          partial(request.infer, {"A": a}))
+        elif "numpy" in key:
+            calls[key] = (numpy_label() + (f", {n}^3 FP32" if key == "cpu_fp32_numpy" else f" FP32, {n}^3"),
+                          lambda: a @ b)
     roofs = {}
     for key, (label, call) in calls.items():
         call()
-        roofs[key] = {"gflops": 2.0 * n ** 3 / best_s(call, repeats) / 1e9, "method": f"{label}, {n}^3, best of "
-                      f"{repeats}"}
+        roofs[key] = {"gflops": 2.0 * n ** 3 / best_s(call, repeats) / 1e9, "method": f"{label}, best of {repeats}"}
     return roofs
 
 
 def cuda_roofs(n: int, repeats: int) -> dict[str, dict[str, Any]]:
     """torch.cuda n^3 matmul rates, FP32 with TF32 off and FP16; empty without a CUDA torch."""
-    try:
-        import torch
-    except ImportError:
-        return {}
-    if not torch.cuda.is_available():
+    torch = cuda_torch()
+    if torch is None:
         return {}
     roofs, tf32 = {}, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -186,18 +166,23 @@ def gpu_present() -> bool:
     return os.path.exists("/dev/nvidiactl")
 
 
+def cuda_torch() -> Any:
+    """torch where it sees a CUDA GPU, else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
 def cuda_free_bytes() -> int | None:
     """cudaMemGetInfo's free bytes through torch, else cuda-python; None where neither can say."""
     if not gpu_present():
         return None
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-            return int(torch.cuda.mem_get_info()[0])
-    except ImportError:
-        pass
+    torch = cuda_torch()
+    if torch is not None:
+        torch.cuda.synchronize()
+        return int(torch.cuda.mem_get_info()[0])
     try:
         from munit_rt.tensorrt import cuda_check, import_cudart
 
@@ -213,7 +198,7 @@ class DeviceMemory:
 
     def __init__(self) -> None:
         self.baseline = self.lowest = cuda_free_bytes()
-        self.torch = False
+        self.torch: Any = None  # the torch module where torch's own allocator peak is the method
         self.method = "n/a (host memory)"
 
     def started(self, backend_name: str, device: str) -> None:
@@ -221,16 +206,14 @@ class DeviceMemory:
         if not device.startswith("cuda"):
             self.baseline = None
         elif backend_name == "torch":
-            self.torch, self.method = True, "torch.cuda.max_memory_allocated"
+            self.torch, self.method = cuda_torch(), "torch.cuda.max_memory_allocated"
         elif self.baseline is not None:
             self.method = "cudaMemGetInfo: free before opening - lowest free seen"
 
     def reset(self) -> None:
         if self.torch:
-            import torch
-
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
+            self.torch.cuda.synchronize()
+            self.torch.cuda.reset_peak_memory_stats()
 
     def sample(self) -> None:
         free = cuda_free_bytes() if self.baseline is not None and not self.torch else None
@@ -239,9 +222,7 @@ class DeviceMemory:
 
     def peak(self) -> int | None:
         if self.torch:
-            import torch
-
-            return int(torch.cuda.max_memory_allocated())
+            return int(self.torch.cuda.max_memory_allocated())
         self.sample()
         return None if self.baseline is None else max(0, self.baseline - self.lowest)
 

@@ -1,4 +1,5 @@
-"""What the benchmarks run: the bundle under test, synthetic graph feeds, the family's job, and the graphs it calls.
+"""What the benchmarks run: the bundle, the engines (munit_rt backends) measured on it, synthetic graph feeds, the
+family's job and the graphs it calls.
 
 Nothing here knows a model family. The bundle is given (--bundle) or random weights of a registered family
 (munit_rt.export.random_bundle); feeds follow each graph's TensorSpecs (docs/bundle-format.md: N the batch, H and
@@ -8,15 +9,20 @@ TranslatePlan, and which graphs it calls, with how many rows, is recorded while 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
 import shutil
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
+
+from _timing import cuda_torch
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +74,97 @@ def model_bundle(args: argparse.Namespace, work: Path, precision: str = "fp32",
     bundle = random_bundle(family.name, work, config=config, precision=precision, force=True)
     record.write_text(json.dumps({"stamp": stamp, "bundle": str(bundle)}), encoding="utf-8")
     return bundle, what, time.perf_counter() - started
+
+
+# ---------------------------------------------------------------------------------------------- engines
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One measured engine: a backend of munit_rt.backends with its precision and options. throughput.py's `needs`:
+    torch-cuda, triton, ort-cuda (a usable ONNX Runtime CUDA provider), graphs (the bundle holds the precision);
+    engines_cpu.py's `roof` (the engine_roofs key its GFLOP/s is compared with) and `batch_one` (the official loop:
+    the job at --batch-size 1)."""
+
+    key: str
+    label: str
+    backend: str
+    precision: str
+    options: dict = field(default_factory=dict)
+    needs: tuple[str, ...] = ()
+    roof: str = "ort_fp32"
+    batch_one: bool = False
+
+
+def chosen(text: str | None, known: tuple[str, ...], option: str) -> list[str]:
+    """The keys of a comma-separated `option` (empty: all of `known`)."""
+    keys = [k.strip() for k in (text or "").split(",") if k.strip()]
+    unknown = set(keys) - set(known)
+    if unknown:
+        raise SystemExit(f"{option}: unknown {', '.join(sorted(unknown))} (known: {', '.join(known)})")
+    return keys or list(known)
+
+
+def why_not(engine: Engine, bundle: Any = None, torch_device: str = "auto") -> str | None:
+    """Why `engine` cannot run here (None: it can): its backend's reason, a precision this CPU would not run
+    natively (OpenVINO bf16 without AVX512_BF16/AMX), or one of its `needs` missing; `bundle` None skips the
+    bundle's checks, --torch-device cpu the CUDA ones."""
+    from munit_rt.backends import backend_class, unavailable_reason
+
+    reason = unavailable_reason(engine.backend)
+    if reason is None:
+        reason = backend_class(engine.backend).precision_refusal(engine.precision)
+    on_cpu = torch_device == "cpu"
+    for need in engine.needs:
+        if reason:
+            break
+        if need == "torch-cuda" and not on_cpu and cuda_torch() is None:
+            reason = "CUDA only; torch sees no CUDA GPU"
+        elif need == "triton" and not on_cpu and importlib.util.find_spec("triton") is None:
+            reason = "triton is not installed (torch.compile's CUDA code generator)"
+        elif need == "ort-cuda":
+            from munit_rt.backends.onnxruntime import cuda_usable
+
+            reason = None if cuda_usable() else "no usable ONNX Runtime CUDA provider (onnxruntime-gpu and a GPU)"
+        elif need == "graphs" and bundle is not None:
+            stored = backend_class(engine.backend).precisions.get(engine.precision, engine.precision)  # bf16: fp32
+            if stored not in bundle.precisions:
+                reason = f"the bundle has no {stored} graphs (it holds: {', '.join(bundle.precisions)})"
+    return reason
+
+
+def each_engine(engines: list[Engine], why: Callable[[Engine], str | None], run: Callable[[Engine], Any],
+                field_name: str, limit: int | None = None) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """{key: run(engine)} of the engines that can run here, and the skipped ones, each with its reason: why's, or
+    the error `run` raised (its first `limit` characters; reported like a skip, the others go on)."""
+    done, skipped = {}, []
+    for engine in engines:
+        reason = why(engine)
+        if reason is None:
+            try:
+                done[engine.key] = run(engine)
+                continue
+            except Exception as exc:  # noqa: BLE001 - could not open or build: reported like a skip
+                reason = f"failed to open: {type(exc).__name__}: {str(exc)[:limit]}"
+        print(f"{engine.label}: skipped ({reason})", flush=True)
+        skipped.append({field_name: engine.key, "label": engine.label, "reason": reason})
+    return done, skipped
+
+
+def open_translator(engine: Engine, bundle: Any, options: dict) -> Any:
+    """A Translator on the engine's backend (its `.backend`), opened."""
+    from munit_rt import Translator
+    from munit_rt.backends import backend_class
+
+    return Translator(bundle, backend=backend_class(engine.backend)(bundle, precision=engine.precision, **options))
+
+
+def compare(output: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """Relative L2 error, largest difference and PSNR (images in [-1, 1]: peak-to-peak 2) against the reference."""
+    diff = output.astype(np.float64) - reference
+    mse = float(np.mean(diff ** 2))
+    return {"rel_err": float(np.linalg.norm(diff) / max(float(np.linalg.norm(reference)), 1e-30)),
+            "max_abs_err": float(np.abs(diff).max()), "psnr_db": 10 * math.log10(4.0 / mse) if mse else None}
 
 
 # ------------------------------------------------------------------------------------------------ feeds
@@ -150,9 +247,21 @@ def job_flops(calls: list[tuple[str, int]], per_row: dict[str, Any]) -> tuple[in
     return sum(by_graph.values()), max(by_graph, key=by_graph.get) if by_graph else None
 
 
-def executed_flops(bundle, graph: str, shapes: dict, mode: str) -> float:
-    """FLOPs of one call as ONNX Runtime's CPU session runs it: after the Winograd rewrite of `mode` and constant
-    folding (which computes the Winograd filter transforms once), Conv/Gemm/MatMul counted at inferred shapes."""
+def main_graph(bundle: Any, plan: Any, inputs: tuple, per_row: dict[str, Any]) -> tuple[list, int, str, int]:
+    """The job run once on ONNX Runtime CPU, its calls recorded: (the calls, their FLOPs, the graph that took most
+    of them, that graph's largest call's rows: rows do not depend on the image size)."""
+    from munit_rt import Translator
+
+    with Translator(bundle, backend="onnxruntime", providers=["CPUExecutionProvider"]) as translator, \
+            recorded_calls(translator.backend) as calls:
+        plan.run(translator, *inputs)
+    flops, graph = job_flops(calls, per_row)
+    return calls, flops, graph, max(rows for name, rows in calls if name == graph)
+
+
+def executed_flops(bundle, graph: str, feeds: dict, mode: str) -> float:
+    """FLOPs of one call on `feeds` as ONNX Runtime's CPU session runs it: after the Winograd rewrite of `mode` and
+    constant folding (which computes the Winograd filter transforms once), Conv/Gemm/MatMul at inferred shapes."""
     import onnx
     import onnxruntime
 
@@ -165,6 +274,7 @@ def executed_flops(bundle, graph: str, shapes: dict, mode: str) -> float:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC  # standard ops
         options.optimized_model_filepath, options.log_severity_level = str(Path(tmp) / "folded.onnx"), 3
         onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        shapes = {name: value.shape for name, value in feeds.items()}
         return float(graph_flops(onnx.load(options.optimized_model_filepath), shapes).total)
 
 
@@ -199,12 +309,14 @@ def _has_int8(path: Path) -> bool:
         return False
 
 
-def smooth_images(folder: Path, count: int, size: int) -> Path:
+def smooth_images(folder: Path, count: int, size: int, suffix: str = ".png", side: int = 2) -> Path:
+    """Smooth random images: size / 16 (at least `side`) random pixels a side, upscaled; JPEG at quality 95."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for i in range(count):
-        small = rng.integers(0, 256, (max(2, size // 16), max(2, size // 16), 3), dtype=np.uint8)
-        Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC).save(folder / f"img_{i:03d}.png")
+        small = rng.integers(0, 256, (max(side, size // 16), max(side, size // 16), 3), dtype=np.uint8)
+        Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC).save(folder / f"img_{i:03d}{suffix}",
+                                                                                    quality=95)
     return folder

@@ -3,75 +3,46 @@
     .venv/bin/python bench/engines_cpu.py [--bundle B | --family F [--config C]] [--size 256] [--batch 8]
         [--styles 8] [--rounds 5] [--calibrate DIR] [--contenders KEY,...] [--out PREFIX] [--quick]
 
-Contenders (CONTENDERS; each one munit_rt backend with its precision and options, all open at once): the official
-loop (the torch backend at batch 1 through the same job: each output decoded alone), PyTorch eager FP32 batch B,
-torch.compile (inductor, CPU), munit-rt's ONNX Runtime FP32 with the Winograd rewrite auto and off, OpenVINO fp32,
-bf16 (where the CPU has it natively) and int8, and ONNX Runtime int8. The job is the family's TranslatePlan with
-the default options, --styles and --batch-size B, on ceil(B / outputs per input) images; its main graph (the one
-its recorded calls spend most FLOPs in) is also timed alone on synthetic feeds of the job's largest call (the
-official loop: the same rows as batch-1 calls). Each round times every contender once, graph then job, the order
-rotating from round to round; median and best over the rounds. Reported per contender: main graph s/call, job s,
-x the official loop, max abs error and PSNR of the job's outputs against PyTorch eager FP32's, GFLOP/s credited
-with the bundle graph's FLOPs and with the FLOPs executed (ONNX Runtime's Winograd rewrite executes fewer), the
-share of that engine's own matmul roof at that precision (ONNX Runtime's and OpenVINO's MatMul, measured before
-and after, the higher kept; numpy's shown, labelled), and what the backend says it executed.
-
-int8 needs int8 graphs: a bundle without them is copied into the work folder and quantized there
-(munit_rt.export.quantize, --min-psnr 0: the measured quality is reported, not judged) on --calibrate's images, else on
-smooth random images. Writes PREFIX.json, PREFIX.md and PREFIX.png (default bench/results/engines_cpu; --quick:
-into the work folder). Prints numbers only, asserts none.
+Contenders (CONTENDERS), the job, the rounds and what is reported per contender: bench/README.md. int8 needs
+int8 graphs: a bundle without them is copied into the work folder and quantized there. Writes PREFIX.json,
+PREFIX.md and PREFIX.png (default bench/results/engines_cpu; --quick: into the work folder). Prints numbers
+only, asserts none.
 """
 from __future__ import annotations
 
 import argparse
 import gc
-import json
-import math
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from _timing import engine_roofs, keep_higher, load_average, machine
-from _workload import (add_model_options, executed_flops, flops_per_row, job_flops, job_inputs, job_plan,
-                       model_bundle, recorded_calls, synthetic_feeds, with_int8)
+import _report
+from _report import fmt
+from _timing import best_s, engine_roofs, keep_higher, load_average, machine
+from _workload import (Engine, add_model_options, chosen, compare, each_engine, executed_flops, flops_per_row,
+                       job_inputs, job_plan, main_graph, model_bundle, open_translator, synthetic_feeds, why_not,
+                       with_int8)
 
 CPU = ["CPUExecutionProvider"]
 REFERENCE, OFFICIAL = "torch-eager", "official"
-
-
-@dataclass(frozen=True)
-class Contender:
-    key: str
-    label: str
-    backend: str
-    precision: str
-    options: dict = field(default_factory=dict)
-    roof: str = "ort_fp32"   # the engine_roofs key its GFLOP/s is compared with
-    batch_one: bool = False  # the official loop: the job at --batch-size 1
-
-
 CONTENDERS = (
-    Contender(OFFICIAL, "official loop: PyTorch eager FP32, batch 1", "torch", "fp32", {"device": "cpu"},
-              batch_one=True),
-    Contender(REFERENCE, "PyTorch eager FP32", "torch", "fp32", {"device": "cpu"}),
-    Contender("torch-compile", "torch.compile FP32 (inductor, CPU)", "torch", "fp32",
-              {"device": "cpu", "compile": "default"}),
-    Contender("ort-fp32", "munit-rt ONNX Runtime FP32 (Winograd auto)", "onnxruntime", "fp32",
-              {"providers": CPU, "winograd": "auto"}),
-    Contender("ort-fp32-direct", "munit-rt ONNX Runtime FP32 (Winograd off)", "onnxruntime", "fp32",
-              {"providers": CPU, "winograd": "off"}),
-    Contender("openvino-fp32", "OpenVINO FP32", "openvino", "fp32", roof="openvino_fp32"),
-    Contender("openvino-bf16", "OpenVINO BF16", "openvino", "bf16", roof="openvino_bf16"),
-    Contender("openvino-int8", "OpenVINO INT8 (the rest bf16 where native)", "openvino", "int8",
-              roof="openvino_int8"),
-    Contender("ort-int8", "ONNX Runtime INT8 (QDQ)", "onnxruntime", "int8", {"providers": CPU}, roof="ort_int8"),
+    Engine(OFFICIAL, "official loop: PyTorch eager FP32, batch 1", "torch", "fp32", {"device": "cpu"}, batch_one=True),
+    Engine(REFERENCE, "PyTorch eager FP32", "torch", "fp32", {"device": "cpu"}),
+    Engine("torch-compile", "torch.compile FP32 (inductor, CPU)", "torch", "fp32",
+           {"device": "cpu", "compile": "default"}),
+    Engine("ort-fp32", "munit-rt ONNX Runtime FP32 (Winograd auto)", "onnxruntime", "fp32",
+           {"providers": CPU, "winograd": "auto"}),
+    Engine("ort-fp32-direct", "munit-rt ONNX Runtime FP32 (Winograd off)", "onnxruntime", "fp32",
+           {"providers": CPU, "winograd": "off"}),
+    Engine("openvino-fp32", "OpenVINO FP32", "openvino", "fp32", roof="openvino_fp32"),
+    Engine("openvino-bf16", "OpenVINO BF16", "openvino", "bf16", roof="openvino_bf16"),
+    Engine("openvino-int8", "OpenVINO INT8 (the rest bf16 where native)", "openvino", "int8", roof="openvino_int8"),
+    Engine("ort-int8", "ONNX Runtime INT8 (QDQ)", "onnxruntime", "int8", {"providers": CPU}, roof="ort_int8"),
 )
 KEYS = tuple(c.key for c in CONTENDERS)
-PRECISION_OF = {c.key: c.precision for c in CONTENDERS}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -97,16 +68,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 class Opened:
     """One contender, open: its Translator, its plan, its main-graph call and job call."""
 
-    def __init__(self, contender: Contender, bundle: Any, plans: dict[int, Any], main: str, feeds: dict,
+    def __init__(self, contender: Engine, bundle: Any, plans: dict[int, Any], main: str, feeds: dict,
                  inputs: tuple):
-        from munit_rt import Translator
-        from munit_rt.backends import backend_class
-
+        print(f"opening {contender.label} ...", flush=True)
         self.contender = contender
         started = time.perf_counter()
-        backend = backend_class(contender.backend)(bundle, precision=contender.precision, **contender.options)
-        self.translator = Translator(bundle, backend=backend)
-        self.backend = backend
+        self.translator = open_translator(contender, bundle, contender.options)
+        self.backend = self.translator.backend
         self.plan = plans[1 if contender.batch_one else 0]
         self.plan.prepare(self.translator)
         rows = len(next(iter(feeds.values())))
@@ -128,24 +96,11 @@ class Opened:
         return self.plan.run(self.translator, *self.inputs)
 
     def time_round(self) -> None:
-        started = time.perf_counter()
-        self.graph()
-        self.graph_s.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        self.job()
-        self.job_s.append(time.perf_counter() - started)
+        self.graph_s.append(best_s(self.graph, 1))  # one call's seconds
+        self.job_s.append(best_s(self.job, 1))
 
     def close(self) -> None:
         self.translator.close()
-
-
-def why_not(contender: Contender) -> str | None:
-    from munit_rt.backends import backend_class, unavailable_reason
-
-    reason = unavailable_reason(contender.backend)
-    if reason is None:
-        reason = backend_class(contender.backend).precision_refusal(contender.precision)
-    return reason
 
 
 # ------------------------------------------------------------------------------------------------ measuring
@@ -158,33 +113,16 @@ def measure(bundle: Any, args: argparse.Namespace, keys: list[str], size: int, r
     per_row = flops_per_row(bundle, size)
     plans = {0: job_plan(bundle, args.batch, args.styles)[0], 1: job_plan(bundle, 1, args.styles)[0]}
     inputs = job_inputs(plans[0], args.batch, size, 1, args.seed)[0]
-    from munit_rt import Translator
-
-    with Translator(bundle, backend="onnxruntime", providers=CPU) as translator, \
-            recorded_calls(translator.backend) as calls:
-        plans[0].run(translator, *inputs)
-    total_flops, main = job_flops(calls, per_row)
-    rows = max(r for g, r in calls if g == main)
+    calls, total_flops, main, rows = main_graph(bundle, plans[0], inputs, per_row)
     feeds = synthetic_feeds(bundle.graphs[main], rows, size, bundle.manifest.spatial_multiple,
                             np.random.default_rng(args.seed))
-    shapes = {name: value.shape for name, value in feeds.items()}
     graph_flops = rows * per_row[main].total
-    winograd_flops = executed_flops(bundle, main, shapes, "auto")
+    winograd_flops = executed_flops(bundle, main, feeds, "auto")
 
     load_before = load_average()
     roofs = engine_roofs(roof_n, 3 if args.quick else 8, threads)
-    opened, skipped = {}, []
-    for contender in (c for c in CONTENDERS if c.key in keys):
-        reason = why_not(contender)
-        if reason is None:
-            try:
-                print(f"opening {contender.label} ...", flush=True)
-                opened[contender.key] = Opened(contender, bundle, plans, main, feeds, inputs)
-                continue
-            except Exception as exc:  # noqa: BLE001 - reported like a skip; the others go on
-                reason = f"failed to open: {type(exc).__name__}: {str(exc)[:300]}"
-        print(f"{contender.label}: skipped ({reason})", flush=True)
-        skipped.append({"contender": contender.key, "label": contender.label, "reason": reason})
+    opened, skipped = each_engine([c for c in CONTENDERS if c.key in keys], why_not,
+                                  lambda c: Opened(c, bundle, plans, main, feeds, inputs), "contender", 300)
     order = list(opened)
     for k in range(rounds):  # interleaved: every contender once per round, the starting one rotating
         for key in order[k % len(order):] + order[:k % len(order)]:
@@ -216,7 +154,7 @@ def measure(bundle: Any, args: argparse.Namespace, keys: list[str], size: int, r
         if hasattr(o.backend, "executed"):
             entry["executed"] = o.backend.executed()
         if reference is not None and key != reference_key:
-            entry.update(compare(o.output, reference))
+            entry.update({k: v for k, v in compare(o.output, reference).items() if k != "rel_err"})
         results[key] = entry
         o.close()
     if OFFICIAL in results:
@@ -228,12 +166,6 @@ def measure(bundle: Any, args: argparse.Namespace, keys: list[str], size: int, r
             "job": {"images": len(inputs[0]), "outputs": int(np.prod(opened[order[0]].output.shape[:2])),
                     "gflop": total_flops / 1e9, "calls": [list(c) for c in calls]},
             "load_average": {"before": load_before, "after": load_average()}}
-
-
-def compare(output: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
-    diff = output.astype(np.float64) - reference
-    mse = float(np.mean(diff ** 2))
-    return {"max_abs_err": float(np.abs(diff).max()), "psnr_db": 10 * math.log10(4.0 / mse) if mse else None}
 
 
 # ------------------------------------------------------------------------------------------------ reports
@@ -254,29 +186,20 @@ def markdown(r: dict) -> str:
              "GFLOP/s | % of its roof | executed |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for key, e in r["results"].items():
         psnr = "reference" if key == r["reference"] else ("inf" if e.get("psnr_db") is None and "max_abs_err" in e
-                                                          else _f(e.get("psnr_db"), 1))
-        err = "reference" if key == r["reference"] else _f(e.get("max_abs_err"), 4)
+                                                          else fmt(e.get("psnr_db"), 1))
+        err = "reference" if key == r["reference"] else fmt(e.get("max_abs_err"), 4)
         calls = f" ({e['graph_calls']} calls)" if e["graph_calls"] > 1 else ""
         lines.append(f"| {e['label']} | {e['graph_median_s']:.3f} / {e['graph_best_s']:.3f}{calls} | "
-                     f"{e['job_median_s']:.3f} / {e['job_best_s']:.3f} | {_f(e.get('x_official'), 2)} | {err} | "
+                     f"{e['job_median_s']:.3f} / {e['job_best_s']:.3f} | {fmt(e.get('x_official'), 2)} | {err} | "
                      f"{psnr} | {e['gflops']:.0f} | {e['executed_gflops']:.0f} | "
-                     f"{_f(100 * e['roof_share'] if 'roof_share' in e else None, 0)} ({e['roof']}) | {e['device']} |")
+                     f"{fmt(100 * e['roof_share'] if 'roof_share' in e else None, 0)} ({e['roof']}) | {e['device']} |")
     lines += ["", "Roofs (each engine's own matrix multiply): " + "; ".join(
         f"{k} {v['gflops']:.0f} GFLOP/s ({v['method']})" for k, v in r["roofs"].items()) + "."]
     lines += [f"- {s['label']}: skipped ({s['reason']})" for s in r["skipped"]]
     return "\n".join(lines) + "\n"
 
 
-def _f(value: Any, digits: int) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def plot(r: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(r: dict, plt: Any) -> Any:
     entries = list(r["results"].values())
     labels = [e["label"] for e in entries]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 0.45 * len(entries) + 2), constrained_layout=True)
@@ -293,16 +216,12 @@ def plot(r: dict, path: Path) -> None:
     model = r["meta"]["model"].split(", config")[0]  # a random-weight model's config is in the JSON
     fig.suptitle(f"{model}, {r['settings']['size']}x{r['settings']['size']}, {r['meta']['machine']['cpu']}",
                  fontsize=9)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    keys = [k.strip() for k in (args.contenders or ",".join(KEYS)).split(",") if k.strip()]
-    unknown = set(keys) - set(KEYS)
-    if unknown:
-        raise SystemExit(f"--contenders: unknown {', '.join(sorted(unknown))} (known: {', '.join(KEYS)})")
+    keys = chosen(args.contenders, KEYS, "--contenders")
     rounds, roof_n = args.rounds or (2 if args.quick else 5), args.roof_n or (512 if args.quick else 2048)
     with tempfile.TemporaryDirectory(prefix="munit-rt-engines-") as tmp:
         work = args.work_dir or Path(tmp)
@@ -314,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
         size = args.size or (32 if args.quick else 256)
         size = max(multiple, round(size / multiple) * multiple)
         int8 = "not measured"
-        if any(PRECISION_OF[k] == "int8" for k in keys):
+        if any(c.precision == "int8" for c in CONTENDERS if c.key in keys):
             path, int8 = with_int8(path, work, args.calibrate, size)
         bundle = Bundle(path)
         results = measure(bundle, args, keys, size, rounds, roof_n)
@@ -324,14 +243,9 @@ def main(argv: list[str] | None = None) -> dict:
                            "machine": machine(), "quality_recorded": {
                                p: vars(q) for p, q in bundle.manifest.quality.items()}}
         out = args.out or (work / "engines_cpu_quick" if args.quick else Path("bench/results/engines_cpu"))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        text = markdown(results)
-        print("\n" + text)
-        named = {suffix: Path(f"{out}.{suffix}") for suffix in ("json", "md", "png")}
-        named["json"].write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
-        named["md"].write_text(text, encoding="utf-8")
-        plot(results, named["png"])
-        print(f"wrote {', '.join(map(str, named.values()))}", flush=True)
+        named = [Path(f"{out}.{suffix}") for suffix in ("json", "md", "png")]
+        _report.write(results, *named, markdown, plot)
+        print(f"wrote {', '.join(map(str, named))}", flush=True)
     return results
 
 

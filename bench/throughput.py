@@ -3,70 +3,46 @@
     .venv/bin/python bench/throughput.py [--bundle B | --family F [--config C]] [--batches 1,8,32,64] [--size 256]
         [--styles 8] [--backends KEY,...] [--json r.json] [--markdown r.md] [--plot r.png] [--quick]
 
-Per configuration (CONFIGS: backend, precision, options of munit_rt's backends) and batch B: every graph of the
-bundle alone, on synthetic feeds already on the backend's device, outputs left there (to_host=False, then
-synchronize); and the family's translate job through its TranslatePlan (default options and --styles), host
-images in and out, on ceil(B / outputs per input) images. Reported: images/s (batch rows for a graph, outputs for
-the job), p50/p95 latency per call, GFLOP/s from the exact FLOPs of the bundle's graphs at the timed shapes
-(munit_rt.export.flops; the job's from the graph calls it made) and their share of the matmul roof measured in
-the same run, device memory peak, build time (open + the first call of every graph: sessions, engines, module
-loading, compilation), ratios against PyTorch eager FP32, and the job output's error against PyTorch eager
-FP32's. Configurations that cannot run are listed as skipped with the reason. Numbers are printed, never
-asserted; the README's targets are reported as met / not met / not measured.
+Per configuration (CONFIGS) and batch: every graph of the bundle alone, and the family's translate job; what is
+measured and reported: bench/README.md. Configurations that cannot run are listed as skipped with the reason.
+Numbers are printed, never asserted; the README's targets are reported as met / not met / not measured.
 """
 from __future__ import annotations
 
 import argparse
 import gc
 import importlib.util
-import math
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import _report
-from _timing import (DeviceMemory, cpu_roofs, cuda_roofs, gpu_present, keep_higher, load_average, machine,
-                     time_calls)
-from _workload import (add_model_options, flops_per_row, job_flops, job_inputs, job_plan, model_bundle,
-                       recorded_calls, synthetic_feeds)
+from _timing import (CPU_ROOFS, DeviceMemory, cuda_roofs, cuda_torch, engine_roofs, gpu_present, keep_higher,
+                     load_average, machine, time_calls)
+from _workload import (Engine, add_model_options, chosen, compare, each_engine, flops_per_row, job_flops, job_inputs,
+                       job_plan, model_bundle, open_translator, recorded_calls, synthetic_feeds, why_not)
 
 CPU, CUDA = ["CPUExecutionProvider"], ["CUDAExecutionProvider", "CPUExecutionProvider"]
-
-
-@dataclass(frozen=True)
-class Config:
-    """One measured configuration: a backend of munit_rt.backends with its precision and options. `needs`:
-    torch-cuda, triton, ort-cuda (a usable ONNX Runtime CUDA provider), graphs (the bundle holds the precision)."""
-
-    key: str
-    label: str
-    backend: str
-    precision: str
-    options: dict = field(default_factory=dict)
-    needs: tuple[str, ...] = ()
-
-
 CONFIGS = (  # the reference first: ratios and errors are against it
-    Config("torch-eager-fp32", "PyTorch eager FP32", "torch", "fp32", {"device": "auto"}),
-    Config("torch-fp16-channels-last", "PyTorch FP16 channels-last", "torch", "fp16",
+    Engine("torch-eager-fp32", "PyTorch eager FP32", "torch", "fp32", {"device": "auto"}),
+    Engine("torch-fp16-channels-last", "PyTorch FP16 channels-last", "torch", "fp16",
            {"device": "cuda", "channels_last": True}, ("torch-cuda",)),
-    Config("torch-compile-fp16", "torch.compile FP16 (reduce-overhead: CUDA graphs)", "torch", "fp16",
+    Engine("torch-compile-fp16", "torch.compile FP16 (reduce-overhead: CUDA graphs)", "torch", "fp16",
            {"device": "cuda", "channels_last": True, "compile": "reduce-overhead"}, ("torch-cuda", "triton")),
-    Config("onnxruntime-cpu", "ONNX Runtime CPU FP32", "onnxruntime", "fp32", {"providers": CPU}, ("graphs",)),
-    Config("onnxruntime-cuda-fp32", "ONNX Runtime CUDA FP32 (I/O binding)", "onnxruntime", "fp32",
+    Engine("onnxruntime-cpu", "ONNX Runtime CPU FP32", "onnxruntime", "fp32", {"providers": CPU}, ("graphs",)),
+    Engine("onnxruntime-cuda-fp32", "ONNX Runtime CUDA FP32 (I/O binding)", "onnxruntime", "fp32",
            {"providers": CUDA, "io_binding": True}, ("ort-cuda", "graphs")),
-    Config("onnxruntime-cuda-fp16", "ONNX Runtime CUDA FP16 (I/O binding)", "onnxruntime", "fp16",
+    Engine("onnxruntime-cuda-fp16", "ONNX Runtime CUDA FP16 (I/O binding)", "onnxruntime", "fp16",
            {"providers": CUDA, "io_binding": True}, ("ort-cuda", "graphs")),
-    Config("tensorrt-fp32", "TensorRT FP32", "tensorrt", "fp32", {}, ("graphs",)),
-    Config("tensorrt-fp16", "TensorRT FP16", "tensorrt", "fp16", {}, ("graphs",)),
-    Config("openvino-fp32", "OpenVINO FP32 (CPU)", "openvino", "fp32", {}, ("graphs",)),
-    Config("openvino-bf16", "OpenVINO BF16 (CPU, native bf16 only)", "openvino", "bf16", {}, ("graphs",)),
-    Config("openvino-int8", "OpenVINO INT8 (CPU; the bundle's int8 graphs)", "openvino", "int8", {}, ("graphs",)),
+    Engine("tensorrt-fp32", "TensorRT FP32", "tensorrt", "fp32", {}, ("graphs",)),
+    Engine("tensorrt-fp16", "TensorRT FP16", "tensorrt", "fp16", {}, ("graphs",)),
+    Engine("openvino-fp32", "OpenVINO FP32 (CPU)", "openvino", "fp32", {}, ("graphs",)),
+    Engine("openvino-bf16", "OpenVINO BF16 (CPU, native bf16 only)", "openvino", "bf16", {}, ("graphs",)),
+    Engine("openvino-int8", "OpenVINO INT8 (CPU; the bundle's int8 graphs)", "openvino", "int8", {}, ("graphs",)),
 )
 KEYS = tuple(c.key for c in CONFIGS)
 # machine -> batches, size, repeats, warm-up calls, seconds of timed calls per point, matmul roof n and best-of
@@ -109,58 +85,20 @@ def resolve_settings(args: argparse.Namespace, gpu: bool) -> dict[str, Any]:
                                                                             "cuda" if gpu else "cpu"]
     if args.batches:
         batches = sorted({int(b) for b in args.batches.split(",") if b.strip()})
-    keys = [k.strip() for k in (args.backends or "").split(",") if k.strip()]
-    unknown = set(keys) - set(KEYS)
-    if unknown:
-        raise SystemExit(f"--backends: unknown {', '.join(sorted(unknown))} (known: {', '.join(KEYS)})")
     if min(batches) < 1 or args.styles < 1:
         raise SystemExit("--batches and --styles must be positive")
     return {"batches": batches, "size": args.size or size, "styles": args.styles, "repeats": args.repeats or repeats,
             "warmup": warmup if args.warmup is None else args.warmup, "rotate": max(1, args.rotate),
             "budget_s": args.budget_s or budget, "cpu_max_batch": args.cpu_max_batch, "seed": args.seed,
             "roof_n": roof_n, "roof_repeats": roof_repeats, "tf32": args.tf32, "torch_device": args.torch_device,
-            "configs": keys or list(KEYS),
+            "configs": chosen(args.backends, KEYS, "--backends"),
             "graphs": [g.strip() for g in args.graphs.split(",")] if args.graphs else None}
 
 
 # ---------------------------------------------------------------------------------------- configurations
 
 
-def why_not(config: Config, bundle: Any, settings: dict[str, Any]) -> str | None:
-    """Why `config` cannot run here (None: it can); `bundle` None skips the bundle's checks."""
-    from munit_rt.backends import unavailable_reason
-
-    reason = unavailable_reason(config.backend)
-    if reason is None:  # a precision this CPU would not run natively (OpenVINO bf16 without AVX512_BF16/AMX)
-        from munit_rt.backends import backend_class
-
-        reason = backend_class(config.backend).precision_refusal(config.precision)
-    on_cpu = settings["torch_device"] == "cpu"
-    for need in config.needs:
-        if reason:
-            break
-        if need == "torch-cuda" and not on_cpu and not (_torch() and _torch().cuda.is_available()):
-            reason = "CUDA only; torch sees no CUDA GPU"
-        elif need == "triton" and not on_cpu and importlib.util.find_spec("triton") is None:
-            reason = "triton is not installed (torch.compile's CUDA code generator)"
-        elif need == "ort-cuda":
-            from munit_rt.backends.onnxruntime import cuda_usable
-
-            reason = None if cuda_usable() else "no usable ONNX Runtime CUDA provider (onnxruntime-gpu and a GPU)"
-        elif need == "graphs" and bundle is not None:
-            from munit_rt.backends import backend_class
-
-            stored = backend_class(config.backend).precisions.get(config.precision, config.precision)  # bf16: fp32
-            if stored not in bundle.precisions:
-                reason = f"the bundle has no {stored} graphs (it holds: {', '.join(bundle.precisions)})"
-    return reason
-
-
-def _torch() -> Any:
-    return importlib.import_module("torch") if importlib.util.find_spec("torch") else None
-
-
-def backend_options(config: Config, bundle: Any, settings: dict[str, Any], checkpoint: Path | None) -> dict:
+def backend_options(config: Engine, bundle: Any, settings: dict[str, Any], checkpoint: Path | None) -> dict:
     options = dict(config.options)
     if config.backend == "torch":
         options.update({"checkpoint": checkpoint} if checkpoint else {})
@@ -177,17 +115,14 @@ def backend_options(config: Config, bundle: Any, settings: dict[str, Any], check
 # ------------------------------------------------------------------------------------------------ measuring
 
 
-def measure_config(config: Config, bundle: Any, settings: dict[str, Any], per_row: dict, references: dict,
+def measure_config(config: Engine, bundle: Any, settings: dict[str, Any], per_row: dict, references: dict,
                    checkpoint: Path | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Open the configuration (timed as its build), then measure every batch; a failing batch is recorded."""
-    from munit_rt import Translator
-    from munit_rt.backends import backend_class
-
     memory, rows = DeviceMemory(), []
     options = backend_options(config, bundle, settings, checkpoint)
     started = time.perf_counter()
-    backend = backend_class(config.backend)(bundle, precision=config.precision, **options)
-    translator = Translator(bundle, backend=backend)
+    translator = open_translator(config, bundle, options)
+    backend = translator.backend
     try:
         rng = np.random.default_rng(settings["seed"])
         for name, graph in bundle.graphs.items():  # sessions, engines, compilation: all built by a first call
@@ -214,7 +149,7 @@ def measure_config(config: Config, bundle: Any, settings: dict[str, Any], per_ro
     return info, rows
 
 
-def measure_batch(config: Config, backend: Any, translator: Any, bundle: Any, batch: int, s: dict[str, Any],
+def measure_batch(config: Engine, backend: Any, translator: Any, bundle: Any, batch: int, s: dict[str, Any],
                   per_row: dict, memory: DeviceMemory, references: dict) -> dict[str, Any]:
     size, multiple = s["size"], bundle.manifest.spatial_multiple
     rng = np.random.default_rng(s["seed"] + batch)
@@ -239,13 +174,10 @@ def measure_batch(config: Config, backend: Any, translator: Any, bundle: Any, ba
     flops, main = job_flops(calls, per_row)
     timing = time_calls(lambda k: plan.run(translator, *inputs[k]), backend.synchronize, s["rotate"],
                         max(0, s["warmup"] - 1), s["repeats"], s["budget_s"])
-    calls_by_graph: dict[str, list[int]] = {}
-    for graph, rows in calls:
-        entry = calls_by_graph.setdefault(graph, [0, 0])
-        entry[0], entry[1] = entry[0] + 1, entry[1] + rows
+    per_graph = {g: [r for n, r in calls if n == g] for g in dict.fromkeys(n for n, _ in calls)}
     job = rates(timing, output.shape[0] * output.shape[1], flops)
     job.update(inputs=len(inputs[0][0]), outputs_per_input=output.shape[1], main_graph=main, notes=notes,
-               graph_calls={g: {"calls": c, "rows": r} for g, (c, r) in calls_by_graph.items()})
+               graph_calls={g: {"calls": len(rows), "rows": sum(rows)} for g, rows in per_graph.items()})
     if config.key == CONFIGS[0].key:
         references[batch] = output
         job["reference"] = True
@@ -258,14 +190,6 @@ def measure_batch(config: Config, backend: Any, translator: Any, bundle: Any, ba
 
 def rates(timing: dict[str, Any], outputs: int, flops: int) -> dict[str, Any]:
     return {"images_per_s": outputs / timing["median_s"], "gflops": flops / timing["median_s"] / 1e9, **timing}
-
-
-def compare(output: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
-    """Relative L2 error, largest difference and PSNR (images in [-1, 1]: peak-to-peak 2) against the reference."""
-    diff = output.astype(np.float64) - reference
-    mse = float(np.mean(diff ** 2))
-    return {"rel_err": float(np.linalg.norm(diff) / max(float(np.linalg.norm(reference)), 1e-30)),
-            "max_abs_err": float(np.abs(diff).max()), "psnr_db": 10 * math.log10(4.0 / mse) if mse else None}
 
 
 def _release() -> None:
@@ -288,24 +212,17 @@ def measure(bundle: Any, settings: dict[str, Any], checkpoint: Path | None) -> d
                                "graphs": {name: {"gflop_per_row": count.total / 1e9, **count.to_dict()}
                                           for name, count in per_row.items()}}
     load_before = load_average()
-    roof_args = (settings["roof_n"], settings["roof_repeats"])
-    roofs = {**cpu_roofs(*roof_args, physical_cores()), **cuda_roofs(*roof_args)}
+    n, repeats = settings["roof_n"], settings["roof_repeats"]
+    roofs = {**engine_roofs(n, repeats, physical_cores(), CPU_ROOFS), **cuda_roofs(n, repeats)}
     references: dict[int, np.ndarray] = {}
-    for config in CONFIGS:
-        if config.key not in settings["configs"]:
-            continue
-        reason = why_not(config, bundle, settings)
-        if reason is None:
-            try:
-                info, rows = measure_config(config, bundle, settings, per_row, references, checkpoint)
-                results["configs"][config.key] = info
-                results["results"] += rows
-                continue
-            except Exception as exc:  # noqa: BLE001 - could not open or build: reported like a skip
-                reason = f"failed to open: {type(exc).__name__}: {exc}"
-        print(f"{config.label}: skipped ({reason})", flush=True)
-        results["skipped"].append({"config": config.key, "label": config.label, "reason": reason})
-    results["roofs"] = keep_higher(roofs, {**cpu_roofs(*roof_args, physical_cores()), **cuda_roofs(*roof_args)})
+    measured, results["skipped"] = each_engine(
+        [c for c in CONFIGS if c.key in settings["configs"]], lambda c: why_not(c, bundle, settings["torch_device"]),
+        lambda c: measure_config(c, bundle, settings, per_row, references, checkpoint), "config")
+    for key, (info, rows) in measured.items():
+        results["configs"][key] = info
+        results["results"] += rows
+    results["roofs"] = keep_higher(roofs, {**engine_roofs(n, repeats, physical_cores(), CPU_ROOFS),
+                                           **cuda_roofs(n, repeats)})
     results["load_average"] = {"before": load_before, "after": load_average()}
     _report.add_derived(results)
     return results
@@ -318,13 +235,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         _report.write(results, args.json, args.markdown, args.plot)
         return results
     settings = resolve_settings(args, gpu_present())
-    torch = _torch()
-    if torch is not None and torch.cuda.is_available():  # "FP32" means FP32 arithmetic unless --tf32
+    torch = cuda_torch()
+    if torch is not None:  # "FP32" means FP32 arithmetic unless --tf32
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32
     fp16 = importlib.util.find_spec("onnxconverter_common") is not None and any(
         c.precision == "fp16" and "graphs" in c.needs and c.key in settings["configs"]
-        and why_not(c, None, settings) is None for c in CONFIGS)
+        and why_not(c, None, settings["torch_device"]) is None for c in CONFIGS)
     with tempfile.TemporaryDirectory(prefix="munit-rt-throughput-") as tmp:
         work = args.work_dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

@@ -1,17 +1,10 @@
 """End to end on the CPU: `munit-rt translate` (ONNX Runtime) against the official test loop; the job's main graph.
 
-The official test loop is the family's translate job run step by step by PyTorch eager FP32: each image encoded
-once, each output decoded alone, i.e. `munit-rt translate --backend torch --batch-size 1`. munit-rt's run is
-`munit-rt translate` (ONNX Runtime CPU, --batch-size 8). Both run in-process through the CLI, end to end (bundle
-check, sessions or module loading, reading and writing images), on N smooth random JPEGs of SIZE x SIZE with
---styles S (a family without styles ignores it, with a note); the model is a random-weight bundle of --family at
-its default config (upstream's sizes), or --bundle.
-
-Then the graph the job spends most FLOPs in (recorded from a job, not named here) is timed alone at the job's
-batch through ONNX Runtime CPU with $MUNIT_RT_WINOGRAD auto (as translate runs it) and off, best of --repeats,
-against the roof of ONNX Runtime's own n^3 FP32 MatMul (numpy's shown too, labelled) measured before and after,
-the higher kept. Two FLOP counts: the bundle graph's, and what the CPU session executes (after the Winograd
-rewrite, munit_rt/winograd.py, and constant folding). Prints numbers only.
+The official test loop is `munit-rt translate --backend torch --batch-size 1` (PyTorch eager FP32, each output
+decoded alone); munit-rt's run is `munit-rt translate` (ONNX Runtime CPU, --batch-size 8), both in-process and
+end to end on N smooth random JPEGs. Then the job's main graph is timed alone with $MUNIT_RT_WINOGRAD auto (as
+translate runs it) and off, against ONNX Runtime's own MatMul roof. Details and the JSON fields: bench/README.md.
+Prints numbers only.
 
     .venv/bin/python bench/translate_cpu.py [--images 4] [--size 256] [--styles 8] [--work-dir W] [--json out.json]
         [--also openvino:bf16,openvino:int8 [--calibrate DIR]]   # more munit-rt runs, PNGs vs the FP32 run's
@@ -26,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from _timing import best_s, cpu_roofs, keep_higher, machine
-from _workload import add_model_options, executed_flops, flops_per_row, job_flops, job_inputs, job_plan, \
-    model_bundle, recorded_calls, synthetic_feeds, with_int8
+from _timing import CPU_ROOFS, best_s, engine_roofs, keep_higher, machine
+from _workload import (add_model_options, executed_flops, flops_per_row, job_inputs, job_plan, main_graph,
+                       model_bundle, smooth_images, synthetic_feeds, with_int8)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,18 +42,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def write_inputs(folder: Path, count: int, size: int) -> None:
-    """Smooth random images, saved as JPEG like typical photos."""
-    from PIL import Image
-
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        small = rng.integers(0, 256, (max(1, size // 16), max(1, size // 16), 3), dtype=np.uint8)
-        Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC).save(folder / f"img_{i:03d}.jpg",
-                                                                                    quality=95)
-
-
 def translate(args: list[str]) -> float:
     """`munit-rt translate ARGS` in this process; its wall seconds (a failed run stops the benchmark)."""
     from munit_rt.cli import cli
@@ -72,18 +53,6 @@ def translate(args: list[str]) -> float:
         if stop.code not in (0, None):
             raise SystemExit(f"munit-rt translate {' '.join(args)}: exit code {stop.code}") from None
     return time.perf_counter() - started
-
-
-def main_graph(bundle, batch: int, styles: int, per_row: dict) -> tuple[str, int]:
-    """The graph a job of `batch` spends most FLOPs in, and its largest call's rows (a small-image job on ONNX
-    Runtime, recorded: rows do not depend on the image size)."""
-    from munit_rt import Translator
-
-    plan, _ = job_plan(bundle, batch, styles)
-    with Translator(bundle, backend="onnxruntime") as translator, recorded_calls(translator.backend) as calls:
-        plan.run(translator, *job_inputs(plan, batch, 16 * bundle.manifest.spatial_multiple, 1, 0)[0])
-    graph = job_flops(calls, per_row)[1]
-    return graph, max(rows for name, rows in calls if name == graph)
 
 
 def time_graph(bundle, graph: str, feeds: dict, mode: str, repeats: int) -> tuple[float, np.ndarray]:
@@ -106,13 +75,13 @@ def main(argv=None) -> dict:
     also = [tuple(item.split(":", 1)) for item in args.also.split(",") if item.strip()]
     if any(len(item) != 2 for item in also):
         raise SystemExit("--also: give BACKEND:PRECISION pairs, e.g. openvino:bf16,openvino:int8")
-    roofs = cpu_roofs(args.matmul_size, args.repeats, threads)
+    roofs = engine_roofs(args.matmul_size, args.repeats, threads, CPU_ROOFS)
     with tempfile.TemporaryDirectory(prefix="munit-rt-bench-") as tmp:
         work = Path(tmp)
         path, what, _ = model_bundle(args, args.work_dir or work)
         if any(precision == "int8" for _, precision in also):  # every run on the same (quantized copy) bundle
             path, _ = with_int8(path, args.work_dir or work, args.calibrate, args.size)
-        write_inputs(work / "inputs", args.images, args.size)
+        smooth_images(work / "inputs", args.images, args.size, ".jpg", side=1)  # JPEGs like typical photos
         job = ["--styles", str(args.styles), "--size", str(args.size)]
         official_args = ["--backend", "torch", "--batch-size", "1", *job]
         munit_rt_args = ["--backend", "onnxruntime", "--batch-size", str(args.batch_size), *job]
@@ -130,14 +99,15 @@ def main(argv=None) -> dict:
 
         bundle = Bundle(path)
         per_row = flops_per_row(bundle, args.size)
-        graph, rows = main_graph(bundle, args.batch_size, args.styles, per_row)
+        plan, _ = job_plan(bundle, args.batch_size, args.styles)  # a small-image job: rows do not depend on the size
+        small = job_inputs(plan, args.batch_size, 16 * bundle.manifest.spatial_multiple, 1, 0)[0]
+        _, _, graph, rows = main_graph(bundle, plan, small, per_row)
         feeds = synthetic_feeds(bundle.graphs[graph], rows, args.size, bundle.manifest.spatial_multiple,
                                 np.random.default_rng(0))
         graph_s, output = time_graph(bundle, graph, feeds, mode, args.repeats)
         direct_s, direct = time_graph(bundle, graph, feeds, "off", args.repeats)
-        shapes = {name: value.shape for name, value in feeds.items()}
-        executed = executed_flops(bundle, graph, shapes, mode)
-    roofs = keep_higher(roofs, cpu_roofs(args.matmul_size, args.repeats, threads))
+        executed = executed_flops(bundle, graph, feeds, mode)
+    roofs = keep_higher(roofs, engine_roofs(args.matmul_size, args.repeats, threads, CPU_ROOFS))
     flops = rows * per_row[graph].total
     matmul, numpy_matmul = roofs["cpu_fp32"]["gflops"], roofs["cpu_fp32_numpy"]["gflops"]
     results = {

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
+
+from _timing import best_s, ort_session
 
 # (in channels, out channels, output height = width): the default config's largest convs first
 SHAPES = ((256, 256, 64), (256, 512, 64), (128, 256, 128), (128, 128, 64), (64, 64, 64), (64, 64, 128),
@@ -35,18 +36,9 @@ def conv_graph(weight: np.ndarray, bias: np.ndarray) -> bytes:
 
 
 def best_ms(model: bytes, x: np.ndarray, threads: int, repeats: int) -> tuple[float, np.ndarray]:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
-    session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = ort_session(model, threads)
     y = session.run(None, {"x": x})[0]  # warm-up: first-run allocations
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        session.run(None, {"x": x})
-        best = min(best, time.perf_counter() - started)
-    return best * 1e3, y
+    return best_s(lambda: session.run(None, {"x": x}), repeats) * 1e3, y
 
 
 def main(argv=None) -> list[dict]:
