@@ -233,3 +233,29 @@ def test_read_only_output_folder_by_permissions(model, inputs, tmp_path):
     finally:
         out.chmod(0o755)
     assert code == EXIT_USAGE and output.strip() == f"Error: output folder {out} is not writable (Permission denied)"
+
+
+def test_an_input_whose_files_finish_after_ctrl_c_is_counted(model, tmp_path, monkeypatch):
+    """Ctrl-C while the calling thread waits for a write: the write still finishes (writes are atomic and run to
+    the end), so its input must be counted as translated — the printed count is what is on disk."""
+    import _thread
+
+    import munit_rt.translate.local as local
+
+    real = local.write_outputs
+
+    def slow_write(*args, **kwargs):
+        time.sleep(0.3)           # the calling thread is waiting for this write by now
+        _thread.interrupt_main()  # Ctrl-C lands there
+        time.sleep(0.3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(local, "write_outputs", slow_write)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(folder / "one.png")
+    code, output = translate(model, folder, "-s", 2, "-o", tmp_path / "out")
+    assert code == 130, output
+    written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in final_pngs(tmp_path / "out"))
+    assert written == ["one/style_00.png", "one/style_01.png"]
+    assert "Interrupted: 1 inputs translated in this run, their files complete" in output

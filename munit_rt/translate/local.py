@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -79,12 +80,18 @@ def run_stages(todo: list[InputImage], translator: Translator, options: Translat
     buckets: dict[tuple[int, ...], list[tuple[InputImage, np.ndarray, np.ndarray]]] = {}
     pending = iter(todo)
 
-    def finish_write(item: InputImage, future: Future) -> None:
-        try:
-            files, seconds = future.result()
-            report.add_stage("write", seconds, 1)
+    counted = threading.Lock()
+
+    def write_and_count(item: InputImage, pixels: np.ndarray, styled: np.ndarray) -> None:
+        files, seconds = write_outputs(layout, item.relpath, pixels, styled)
+        with counted:  # counted by the thread that completed the files: a Ctrl-C anywhere in the calling
+            report.add_stage("write", seconds, 1)  # thread can neither lose nor double-count a finished input
             report.files_written += files
             report.translated += 1
+
+    def finish_write(item: InputImage, future: Future) -> None:
+        try:
+            future.result()
         except OutputError:  # disk full, quota, read-only file system: every later write would fail too
             raise
         except Exception as exc:  # noqa: BLE001 - a failed write fails that input only
@@ -102,7 +109,7 @@ def run_stages(todo: list[InputImage], translator: Translator, options: Translat
             return
         report.add_stage("infer", time.perf_counter() - started, len(batch))
         for (item, pixels, _), styled in zip(batch, outputs):
-            writes.append((item, writers.submit(write_outputs, layout, item.relpath, pixels, styled)))
+            writes.append((item, writers.submit(write_and_count, item, pixels, styled)))
         while len(writes) > prefetch:  # bounded too: never hold more than a few batches of outputs
             finish_write(*writes.popleft())
 
@@ -134,13 +141,7 @@ def run_stages(todo: list[InputImage], translator: Translator, options: Translat
             finish_write(*writes.popleft())
     finally:
         readers.shutdown(wait=True, cancel_futures=True)
-        writers.shutdown(wait=True, cancel_futures=True)  # running writes finish (atomic), queued ones are dropped
-        while writes:  # stopped early (Ctrl-C, a full disk): the inputs whose files were all written count
-            item, future = writes.popleft()
-            if future.done() and not future.cancelled() and future.exception() is None:
-                files, seconds = future.result()
-                report.add_stage("write", seconds, 1)
-                report.files_written += files
-                report.translated += 1
+        # stopped early (Ctrl-C, a full disk): running writes finish (atomic) and count, queued ones are dropped
+        writers.shutdown(wait=True, cancel_futures=True)
         progress.close()
     report.failures.sort()
