@@ -21,7 +21,7 @@ Pure python, no numpy needed: the cache key and the builder both consume `ShapeR
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from munit_rt.errors import BundleError
 from munit_rt.tensorrt import ProfileError
