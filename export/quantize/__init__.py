@@ -11,8 +11,8 @@ Steps (no torch: onnx and onnxruntime.quantization; OpenVINO, when installed, me
 2. Calibration data comes from the family's own translate job (munit_rt.export.quantize.calibration: its TranslatePlan
    at the default options, every direction) run in FP32 on the calibration images through a backend that records
    what each graph receives. No family is named here.
-3. Graphs worth it are quantized by ONNX Runtime's static quantizer (munit_rt.export.quantize.graphs: Conv only, first
-   and last Conv of each graph in FP32); the others keep their fp32 file as their int8 file.
+3. Graphs worth it are quantized by ONNX Runtime's static quantizer (munit_rt.export.quantize.graphs: Conv and
+   ConvTranspose only, the first and last of each graph in FP32); the others keep their fp32 file as their int8 file.
 4. Quality, on the held-out images only: the whole job's outputs at int8 (OpenVINO when installed, as
    `--backend openvino --precision int8` runs them here; else ONNX Runtime) against FP32 (ONNX Runtime), as PSNR
    and the 99.9th-percentile uint8 level difference; bf16 too (OpenVINO on the fp32 graphs) where this CPU runs

@@ -79,11 +79,11 @@ def test_quality_records_are_typed_and_name_real_nodes(quantized):
     for graph, nodes in record.kept_fp32.items():  # quantized: QDQ around its convs, the kept ones plain
         int8 = onnx.load_from_string(bundle.graph_bytes(graph, "int8"))
         fp32_convs = [n.name for n in onnx.load_from_string(bundle.graph_bytes(graph, "fp32")).graph.node
-                      if n.op_type == "Conv"]
+                      if n.op_type in ("Conv", "ConvTranspose")]
         assert list(nodes) == list(dict.fromkeys([fp32_convs[0], fp32_convs[-1]]))
         produced_by = {out: n.op_type for n in int8.graph.node for out in n.output}
         for node in int8.graph.node:
-            if node.op_type == "Conv":
+            if node.op_type in ("Conv", "ConvTranspose"):
                 dequantized = produced_by.get(node.input[0]) == "DequantizeLinear"
                 assert dequantized == (node.name not in nodes), node.name
     for graph in record.fp32_graphs:  # the same file for both precisions
