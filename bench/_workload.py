@@ -170,19 +170,11 @@ def compare(output: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ feeds
 
 
-def feed_shape(tensor: Any, batch: int, size: int, multiple: int) -> tuple[int, ...]:
-    dims = {"N": batch, "H": size, "W": size, "h": size // multiple, "w": size // multiple}
-    try:
-        return tuple(d if isinstance(d, int) else dims[d] for d in tensor.shape)
-    except KeyError as exc:
-        raise ValueError(f"input '{tensor.name}' {list(tensor.shape)}: unknown symbolic dim {exc}") from None
-
-
 def synthetic_feeds(graph: Any, batch: int, size: int, multiple: int, rng: np.random.Generator) -> dict:
     """Float inputs N(0, 1) clipped to [-1, 1] (the speed does not depend on values), other inputs zeros."""
     feeds = {}
     for tensor in graph.inputs:
-        shape = feed_shape(tensor, batch, size, multiple)
+        shape = tensor.shape_at(batch, size, multiple)
         feeds[tensor.name] = (np.clip(rng.standard_normal(shape), -1, 1).astype(tensor.dtype)
                               if tensor.dtype.startswith("float") else np.zeros(shape, tensor.dtype))
     return feeds
@@ -197,7 +189,7 @@ def flops_per_row(bundle: Any, size: int) -> dict[str, Any]:
     precision = "fp32" if "fp32" in bundle.precisions else bundle.precisions[0]
     multiple = bundle.manifest.spatial_multiple
     return {name: graph_flops(onnx.load_from_string(bundle.graph_bytes(name, precision)),
-                              {t.name: feed_shape(t, 1, size, multiple) for t in graph.inputs})
+                              {t.name: t.shape_at(1, size, multiple) for t in graph.inputs})
             for name, graph in bundle.graphs.items()}
 
 

@@ -190,3 +190,15 @@ def test_torch_backend_refuses_a_different_checkpoint(tiny, tmp_path):
     other.write_bytes(tiny[0].read_bytes() + b"\0")
     with pytest.raises(BundleError, match="not the file the bundle was exported from"):
         TorchBackend(Bundle(tiny[1]), checkpoint=other).open()
+
+
+def test_tensor_shapes_follow_the_dims_convention():
+    """docs/bundle-format.md: axis 0 the batch, H/W the image size, h/w the size over the spatial multiple."""
+    from munit_rt.bundle.schema import TensorSpec
+
+    content = TensorSpec("content", "float32", ("N", 256, "h", "w"))
+    assert content.shape_at(8, 128, 4) == (8, 256, 32, 32)
+    assert TensorSpec("image", "float32", ("N", 3, "H", "W")).shape_at(1, 64, 4) == (1, 3, 64, 64)
+    assert TensorSpec("style", "float32", ("N", 8)).shape_at(5, 64, 4) == (5, 8)
+    with pytest.raises(ValueError, match="symbolic dim 'q' at axis 2"):
+        TensorSpec("x", "float32", ("N", 3, "q", "W")).shape_at(1, 64, 4)

@@ -25,6 +25,7 @@ from munit_rt.text import printable
 
 MANIFEST_NAME = "manifest.json"
 BUNDLE_FORMAT = "munit-rt-bundle"
+SPATIAL_DIMS = ("H", "W", "h", "w")  # image size; lower case: divided by the spatial multiple
 SCHEMA_VERSION = 2               # what export writes
 READABLE_VERSIONS = (1, 2)
 MAX_MANIFEST_BYTES = 16 << 20    # the largest real manifest is ~60 KB
@@ -49,6 +50,23 @@ class TensorSpec:
     @property
     def rank(self) -> int:
         return len(self.shape)
+
+    def shape_at(self, batch: int, size: int, multiple: int) -> tuple[int, ...]:
+        """The concrete shape for `batch` images of size x size, by the bundle format's convention
+        (docs/bundle-format.md): a symbolic axis 0 is the batch, H and W the image size, h and w the image size
+        divided by the spatial multiple; fixed dims as declared. ValueError names any other symbolic dim."""
+        dims = []
+        for axis, dim in enumerate(self.shape):
+            if not isinstance(dim, str):
+                dims.append(dim)
+            elif axis == 0:
+                dims.append(batch)
+            elif dim in SPATIAL_DIMS:
+                dims.append(size // (multiple if dim.islower() else 1))
+            else:
+                raise ValueError(f"input '{self.name}' has the symbolic dim {dim!r} at axis {axis} "
+                                 f"(known: N, {', '.join(SPATIAL_DIMS)})")
+        return tuple(dims)
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from munit_rt.bundle.schema import TensorSpec
 from munit_rt.errors import BundleError
 from munit_rt.tensorrt import ProfileError
 
 DEFAULT_MAX_BATCH = 16
 DEFAULT_OPT_BATCH = 8
 DEFAULT_SIZE = 256  # when a manifest has no preprocess.size
-
-SPATIAL_DIMS = ("H", "W", "h", "w")  # image size; lower case: divided by the spatial multiple
 
 Shape = tuple[int, ...]
 
@@ -141,25 +140,13 @@ def resolve(options: ProfileOptions | None, bundle: Any) -> ResolvedProfile:
 # ----------------------------------------------------------------------------------------------- shapes
 
 
-def input_range(graph: str, tensor: Any, resolved: ResolvedProfile) -> ShapeRange:
-    """(min, opt, max) for one input (a munit_rt.bundle.schema.TensorSpec) of `graph`. Symbolic dims follow the
-    bundle format's convention: N the batch, H and W the image size, h and w the image size divided by the
-    spatial multiple (docs/bundle-format.md); fixed dims stay fixed."""
-    shapes = []
-    for level in range(3):
-        dims = []
-        for axis, dim in enumerate(tensor.shape):
-            if not isinstance(dim, str):
-                dims.append(int(dim))
-            elif axis == 0:
-                dims.append(resolved.batch[level])
-            elif dim in SPATIAL_DIMS:
-                dims.append(resolved.size[level] // (resolved.multiple if dim.islower() else 1))
-            else:
-                raise BundleError(f"graph {graph}: input '{tensor.name}' has the symbolic dim {dim!r} at axis {axis}, "
-                                  f"which a TensorRT profile cannot size (known: N, {', '.join(SPATIAL_DIMS)})")
-        shapes.append(tuple(dims))
-    return ShapeRange(*shapes)
+def input_range(graph: str, tensor: TensorSpec, resolved: ResolvedProfile) -> ShapeRange:
+    """(min, opt, max) for one input of `graph`, its symbolic dims sized by TensorSpec.shape_at."""
+    try:
+        return ShapeRange(*(tensor.shape_at(resolved.batch[level], resolved.size[level], resolved.multiple)
+                            for level in range(3)))
+    except ValueError as exc:
+        raise BundleError(f"graph {graph}: {exc}, which a TensorRT profile cannot size") from None
 
 
 def graph_profile(bundle: Any, graph: str, resolved: ResolvedProfile) -> GraphProfile:
