@@ -1,97 +1,96 @@
-"""bench/throughput.py's derived numbers (ratios, roof shares, targets) and outputs (JSON, Markdown, PNG); the
-writing of every report (engines_cpu.py's too).
+"""bench/engines.py's derived numbers (medians, ratios, roof shares, targets), its merging of runs, and its
+reports: JSON, Markdown, PNG.
 
-Targets are evaluated and printed as met / not met / not measured; nothing here asserts a speed. The job's
-"main graph" is the graph its recorded calls spent most FLOPs in; the job is compared with that graph alone.
+Targets are evaluated and printed as met / not met / not measured; nothing here asserts a speed.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-BASELINE = "torch-eager-fp32"
-TARGET_CONFIG, TARGET_SPEEDUP, TARGET_JOB_SHARE, TARGET_BATCH, TARGET_SIZE = "tensorrt-fp16", 3.0, 0.80, 32, 256
-TIMING = ("each sample one call between two synchronisations (perf_counter); warm-up calls first; input sets "
-          "rotated; median of the samples, up to --repeats or until --budget-s seconds")
+import numpy as np
 
-
-def main_graph(results: dict[str, Any]) -> str | None:
-    return next((r["job"]["main_graph"] for r in results["results"] if "job" in r), None)
+OFFICIAL, EAGER = "official", "torch-eager"
+TARGET_ENGINE, TARGET_SPEEDUP, TARGET_JOB_SHARE, TARGET_BATCH, TARGET_SIZE = "tensorrt-fp16", 3.0, 0.80, 32, 256
+TIMING = ("engines opened and warmed up first, then interleaved rounds, the starting engine rotating; each sample "
+          "one call between two synchronisations (perf_counter); median and best of the rounds")
 
 
 def add_derived(results: dict[str, Any]) -> None:
-    """Ratios against PyTorch eager FP32 at the same batch, shares of the matmul roof, job / main graph."""
+    """Per row: medians and bests, outputs/s, GFLOP/s (credited with the bundle graph's FLOPs, and with those
+    executed), the share of the engine's roof, ratios against the official loop and PyTorch eager at the same
+    batch, and the job's images/s against its main graph's alone; then the targets."""
     rows = [r for r in results["results"] if "error" not in r]
-    baseline = {r["batch"]: r for r in rows if r["config"] == BASELINE}
-    main = main_graph(results)
     for row in rows:
-        row["precision"] = results["configs"][row["config"]]["precision"]
-        roof = results["roofs"].get("cpu_fp32" if row["device"].startswith("cpu") else "cuda_" + row["precision"])
-        base = baseline.get(row["batch"])
-        for name, entry in [("job", row["job"]), *row["graphs"].items()]:
-            if roof:
-                entry["roof_share"] = entry["gflops"] / roof["gflops"]
-            reference = base and (base["job"] if name == "job" else base["graphs"].get(name))
-            if reference:
-                entry["x_eager_fp32"] = entry["images_per_s"] / reference["images_per_s"]
-        if main in row["graphs"]:
-            row["job_share_of_main"] = row["job"]["images_per_s"] / row["graphs"][main]["images_per_s"]
+        job, info = results["jobs"][str(row["batch"])], results["engines"][row["engine"]]
+        graph_s, job_s = float(np.median(row["graph_s"])), float(np.median(row["job_s"]))
+        executed = job.get("executed_gflop_per_call") if info["options"].get("winograd", "off") != "off" else None
+        roof = results["roofs"].get(f"cuda_{info['precision']}" if info["device"].startswith("cuda") else info["roof"])
+        row.update(graph_median_s=graph_s, graph_best_s=min(row["graph_s"]), job_median_s=job_s,
+                   job_best_s=min(row["job_s"]), outputs_per_s=job["outputs"] / job_s,
+                   gflops=job["gflop_per_call"] / graph_s,
+                   executed_gflops=(executed or job["gflop_per_call"]) / graph_s,
+                   job_share_of_main=job["outputs"] * graph_s / (job["rows"] * job_s))
+        if roof:
+            row["roof_share"] = row["executed_gflops"] / roof["gflops"]
+    for row in rows:
+        for key, name in ((OFFICIAL, "x_official"), (EAGER, "x_eager")):
+            base = find(results, key, row["batch"])
+            if base:
+                row[name] = base["job_median_s"] / row["job_median_s"]
     results["targets"] = targets(results)
 
 
-def _find(results: dict[str, Any], config: str) -> dict[str, Any] | None:
-    return next((r for r in results["results"] if r["config"] == config and r["batch"] == TARGET_BATCH
-                 and "error" not in r), None)
+def find(results: dict[str, Any], engine: str, batch: int) -> dict[str, Any] | None:
+    return next((r for r in results["results"] if r["engine"] == engine and r["batch"] == batch and "error" not in r),
+                None)
 
 
-def _missing(results: dict[str, Any], config: str) -> str:
-    if results["settings"]["size"] != TARGET_SIZE:
-        size = results["settings"]["size"]
+def _missing(results: dict[str, Any], engine: str) -> str:
+    size = results["settings"]["size"]
+    if size != TARGET_SIZE:
         return f"measured at {size}x{size}, not {TARGET_SIZE}x{TARGET_SIZE}"
-    for skipped in results["skipped"]:
-        if skipped["config"] == config:
-            return f"{skipped['label']} skipped: {skipped['reason']}"
-    failed = next((r for r in results["results"] if r["config"] == config and "error" in r), None)
-    return (f"{config} failed at batch {failed['batch']}: {failed['error']}" if failed else
-            f"{config} not measured at batch {TARGET_BATCH}")
-
-
-def _target(name: str, threshold: float, value: float | None, shown: str, missing: str) -> dict[str, Any]:
-    status = "not measured" if value is None else "met" if value >= threshold else "not met"
-    return {"name": name, "threshold": threshold, "value": value, "status": status,
-            "detail": missing if value is None else shown.format(value)}
+    skipped = next((s for s in results["skipped"] if s["engine"] == engine), None)
+    failed = next((r for r in results["results"] if r["engine"] == engine and "error" in r), None)
+    return (f"{skipped['label']} skipped: {skipped['reason']}" if skipped else
+            f"{engine} failed at batch {failed['batch']}: {failed['error']}" if failed else
+            f"{engine} not measured at batch {TARGET_BATCH}")
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    size_ok = results["settings"]["size"] == TARGET_SIZE
-    fast, eager = _find(results, TARGET_CONFIG), _find(results, BASELINE)
+    ok = results["settings"]["size"] == TARGET_SIZE
+    fast, eager = (find(results, key, TARGET_BATCH) if ok else None for key in (TARGET_ENGINE, EAGER))
+    main = next(iter(results["jobs"].values()), {}).get("main_graph", "its main graph")
     where = f"batch {TARGET_BATCH}, {TARGET_SIZE}x{TARGET_SIZE}"
-    main = main_graph(results) or "its main graph"
-    missing = [_missing(results, c) for c, row in ((TARGET_CONFIG, fast), (BASELINE, eager)) if not size_ok or not row]
-    speedup = None if missing else fast["job"]["images_per_s"] / eager["job"]["images_per_s"]
-    share = fast.get("job_share_of_main") if size_ok and fast else None
-    return [_target(f"{TARGET_CONFIG} >= {TARGET_SPEEDUP:g}x {BASELINE} (translate job images/s, {where})",
-                    TARGET_SPEEDUP, speedup, "{:.2f}x", "; ".join(dict.fromkeys(missing))),
-            _target(f"translate job >= {TARGET_JOB_SHARE:.0%} of the images/s of {main} alone ({TARGET_CONFIG}, "
-                    f"{where})", TARGET_JOB_SHARE, share, "{:.0%}",
-                    _missing(results, TARGET_CONFIG) if not (size_ok and fast) else f"{main} was not timed")]
+    missing = "; ".join(dict.fromkeys(_missing(results, k) for k, row in ((TARGET_ENGINE, fast), (EAGER, eager))
+                                      if not row))
+    values = (fast["x_eager"] if fast and eager else None, fast["job_share_of_main"] if fast else None)
+    return [{"name": name, "threshold": threshold, "value": value,
+             "status": "not measured" if value is None else "met" if value >= threshold else "not met",
+             "detail": (missing or _missing(results, TARGET_ENGINE)) if value is None else shown.format(value)}
+            for name, threshold, value, shown in (
+                (f"{TARGET_ENGINE} >= {TARGET_SPEEDUP:g}x {EAGER} (job outputs/s, {where})", TARGET_SPEEDUP,
+                 values[0], "{:.2f}x"),
+                (f"the job >= {TARGET_JOB_SHARE:.0%} of the images/s of {main} alone ({TARGET_ENGINE}, {where})",
+                 TARGET_JOB_SHARE, values[1], "{:.0%}"))]
 
 
 def merge(paths: list[Path], order: list[str]) -> dict[str, Any]:
-    """Runs of one bundle and settings: configurations, rows and skips combined, each roof's highest kept. Errors
-    stay as measured (against the reference of the run that measured them)."""
+    """Runs of one bundle and settings: engines, rows and skips combined, each roof's highest kept, derived again.
+    Errors stay as measured (against the reference of the run that measured them)."""
     runs = [json.loads(path.read_text(encoding="utf-8")) for path in paths]
-    merged = {**runs[0], "configs": {}, "results": [], "roofs": {}}
+    merged = {**runs[0], "engines": {}, "results": [], "roofs": {}, "jobs": {}}
     for run in runs:
-        merged["configs"].update(run["configs"])
+        merged["engines"].update(run["engines"])
+        merged["jobs"].update(run["jobs"])
         merged["results"] += run["results"]
         for key, roof in run["roofs"].items():
             if roof["gflops"] > merged["roofs"].get(key, {"gflops": 0.0})["gflops"]:
                 merged["roofs"][key] = roof
-    merged["skipped"] = list({s["config"]: s for run in runs for s in run["skipped"]
-                              if s["config"] not in merged["configs"]}.values())
-    merged["results"].sort(key=lambda r: (order.index(r["config"]) if r["config"] in order else len(order), r["batch"]))
+    merged["skipped"] = list({s["engine"]: s for run in runs for s in run["skipped"]
+                              if s["engine"] not in merged["engines"]}.values())
+    merged["results"].sort(key=lambda r: (order.index(r["engine"]) if r["engine"] in order else len(order), r["batch"]))
     add_derived(merged)
     return merged
 
@@ -107,112 +106,85 @@ def fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
-def _error_cells(job: dict[str, Any]) -> str:
-    if job.get("reference"):
-        return "reference | reference"
-    if "rel_err" not in job:
-        return "n/a | n/a"
-    psnr = "inf" if job["psnr_db"] is None else f"{job['psnr_db']:.1f}"
-    return f"{job['rel_err']:.1e} | {psnr}"
-
-
-def progress(row: dict[str, Any]) -> None:
-    if "error" in row:
-        print(f"{row['config']} batch {row['batch']}: failed: {row['error']}", flush=True)
-        return
-    graphs = ", ".join(f"{g} {e['images_per_s']:.2f}" for g, e in row["graphs"].items())
-    print(f"{row['config']} batch {row['batch']}: job {row['job']['images_per_s']:.2f} img/s; alone: {graphs}",
-          flush=True)
-
-
-def markdown(results: dict[str, Any]) -> str:
-    s, meta, configs = results["settings"], results["meta"], results["configs"]
-    main = main_graph(results) or "main graph"
-    m = meta["machine"]
-    columns = ["config", "batch", "job img/s", "job p50 / p95 ms", "job x eager", f"{main} img/s", f"job / {main}",
-               f"{main} GFLOP/s", "% of roof", "peak MiB", "build s", "job rel err", "job PSNR dB"]
-    lines = [f"## munit-rt throughput: {meta['model']}, {s['size']}x{s['size']}", "",
-             f"Machine: {m['cpu']}, {m['physical_cores']} physical cores" + (f", {m['gpu']}" if "gpu" in m else "")
-             + f"; load average {results['load_average']['before']} before, {results['load_average']['after']} "
-             f"after. Timing: {meta['timing']}.", "",
-             "| " + " | ".join(columns) + " |", "|---|" + "---:|" * (len(columns) - 1)]
-    for row in results["results"]:
+def markdown(r: dict[str, Any]) -> str:
+    m, s, engines = r["meta"], r["settings"], r["engines"]
+    reference = engines[r["reference"]]["label"] if r.get("reference") in engines else "nothing (no reference ran)"
+    lines = [f"## Engines: {m['model']}, {s['size']}x{s['size']}", "",
+             f"Machine: {m['machine']['cpu']}, {m['machine']['physical_cores']} physical cores"
+             + (f", {m['machine']['gpu']}" if "gpu" in m["machine"] else "") + f"; load average "
+             f"{r['load_average']['before']} before, {r['load_average']['after']} after. {s['rounds']} rounds; "
+             f"timing: {m['timing']}. int8: {m['int8']}. Errors: the job's outputs against {reference}'s.", ""]
+    for batch, j in r["jobs"].items():
+        executed = (f", {j['executed_gflop_per_call']:.2f} executed with Winograd"
+                    if "executed_gflop_per_call" in j else "")
+        lines.append(f"- batch {batch}: the job is {j['images']} image(s), {j['outputs']} outputs ({j['gflop']:.1f} "
+                     f"GFLOP); its main graph {j['main_graph']} at {j['rows']} rows per call "
+                     f"({j['gflop_per_call']:.2f} GFLOP per call in the bundle's graph{executed})")
+    lines += ["", "| engine | batch | main graph s/call | job s | outputs/s | x official loop | x PyTorch eager | max "
+              "abs err | PSNR dB | GFLOP/s | executed GFLOP/s | % of its roof | device MiB | open s | device |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for row in r["results"]:
+        e = engines[row["engine"]]
         if "error" in row:
-            filler = " |" * (len(columns) - 3)
-            lines.append(f"| {row['config']} | {row['batch']} | failed: {row['error'][:100]} |{filler}")
+            lines.append(f"| {e['label']} | {row['batch']} | failed: {row['error'][:100]} |" + " |" * 12)
             continue
-        job, alone, peak = row["job"], row["graphs"].get(main, {}), row["memory"]["peak_bytes"]
+        ref = row["engine"] == r.get("reference")
+        psnr = "inf" if "max_abs_err" in row and row.get("psnr_db") is None else fmt(row.get("psnr_db"), 1)
+        calls = f" ({row['graph_calls']} calls)" if row["graph_calls"] > 1 else ""
+        memory = e.get("memory_bytes")
         lines.append(
-            f"| {row['config']} | {row['batch']} | {fmt(job['images_per_s'], 2)} | {fmt(job['p50_ms'])} / "
-            f"{fmt(job['p95_ms'])} | {fmt(job.get('x_eager_fp32'), 2)} | {fmt(alone.get('images_per_s'), 2)} | "
-            f"{fmt(row.get('job_share_of_main'), 2)} | {fmt(alone.get('gflops'))} | "
-            f"{fmt(100 * alone['roof_share'] if 'roof_share' in alone else None, 0)} | "
-            f"{fmt(peak / 2 ** 20 if peak is not None else None, 0)} | {fmt(configs[row['config']]['build_s'])} | "
-            f"{_error_cells(job)} |")
-    lines += ["", "Each graph alone (batch rows/s on inputs already on the device, outputs left there):", "",
-              "| graph | config | batch | img/s | p50 / p95 ms | GFLOP/s | % of roof | x eager |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for row in (r for r in results["results"] if "error" not in r):
-        for name, e in row["graphs"].items():
-            lines.append(f"| {name} | {row['config']} | {row['batch']} | {fmt(e['images_per_s'], 2)} | "
-                         f"{fmt(e['p50_ms'])} / {fmt(e['p95_ms'])} | {fmt(e['gflops'])} | "
-                         f"{fmt(100 * e['roof_share'] if 'roof_share' in e else None, 0)} | "
-                         f"{fmt(e.get('x_eager_fp32'), 2)} |")
-    job = next((r["job"] for r in results["results"] if "job" in r), None)
-    if job:
-        calls = ", ".join(f"{g} {c['calls']} calls / {c['rows']} rows" for g, c in job["graph_calls"].items())
-        lines += ["", f"The job at batch B: ceil(B / {job['outputs_per_input']}) images x {job['outputs_per_input']} "
-                  f"outputs each, host arrays in and out (at the first batch: {calls})."
-                  + (" " + " ".join(job["notes"]) if job["notes"] else "")]
-    gflop = "; ".join(f"{g} {e['gflop_per_row']:.3f}" for g, e in results["graphs"].items())
-    lines += [f"GFLOP per batch row (the bundle's graphs; every configuration is credited with these): {gflop}.",
-              "Roofs: " + "; ".join(f"{k} {r['gflops']:.0f} GFLOP/s ({r['method']})" for k, r in
-                                    results["roofs"].items()) + ". Errors: the job output against "
-              f"{BASELINE}'s at the same batch (relative L2; PSNR over the [-1, 1] range)."]
-    lines += [""] + [f"- {c['label']}: skipped ({c['reason']})" for c in results["skipped"]]
-    lines += ["", "Targets:"] + [f"- {t['name']}: **{t['status']}** ({t['detail']})" for t in results["targets"]]
+            f"| {e['label']} | {row['batch']} | {row['graph_median_s']:.4f} / {row['graph_best_s']:.4f}{calls} | "
+            f"{row['job_median_s']:.4f} / {row['job_best_s']:.4f} | {fmt(row['outputs_per_s'], 2)} | "
+            f"{fmt(row.get('x_official'), 2)} | {fmt(row.get('x_eager'), 2)} | "
+            f"{'reference' if ref else fmt(row.get('max_abs_err'), 4)} | {'reference' if ref else psnr} | "
+            f"{row['gflops']:.0f} | {row['executed_gflops']:.0f} | "
+            f"{fmt(100 * row['roof_share'] if 'roof_share' in row else None, 0)} | "
+            f"{fmt(memory / 2 ** 20 if memory is not None else None, 0)} | {e['open_s']:.1f} | {e['device']} |")
+    lines += ["", "Roofs (each engine's own matrix multiply): " + "; ".join(
+        f"{k} {v['gflops']:.0f} GFLOP/s ({v['method']})" for k, v in r["roofs"].items()) + ".", ""]
+    lines += [f"- {x['label']}: skipped ({x['reason']})" for x in r["skipped"]]
+    lines += ["", "Targets:"] + [f"- {t['name']}: **{t['status']}** ({t['detail']})" for t in r["targets"]]
     return "\n".join(lines) + "\n"
 
 
-def plot(results: dict[str, Any], plt: Any) -> Any:
-    """Images/s against batch, one line per configuration: the job, and its main graph alone (the figure)."""
-    main = main_graph(results)
-    panels = [("job", "translate job")] + ([(main, f"{main} alone")] if main else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), constrained_layout=True, squeeze=False)
-    for axis, (name, title) in zip(axes[0], panels):
-        for key, info in results["configs"].items():
-            rows = [r for r in results["results"] if r["config"] == key and "error" not in r]
-            points = [(r["batch"], (r["job"] if name == "job" else r["graphs"].get(name, {})).get("images_per_s"))
-                      for r in rows]
-            points = [(b, v) for b, v in points if v]
-            if points:
-                axis.plot(*zip(*points), marker="o", label=info["label"])
-        axis.set_xscale("log", base=2)
-        axis.set_yscale("log")
-        axis.set(xlabel="batch", ylabel="images / s", title=title)
-        axis.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"{results['meta']['model']}, {results['settings']['size']}x{results['settings']['size']}", fontsize=9)
+def plot(r: dict[str, Any], plt: Any) -> Any:
+    """Per engine and batch: the job's outputs/s, and the main graph's executed GFLOP/s against the roofs."""
+    keys = list(dict.fromkeys(row["engine"] for row in r["results"]))
+    batches = [int(b) for b in r["jobs"]]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.35 * len(keys) * len(batches) + 2), constrained_layout=True)
+    height = 0.8 / max(1, len(batches))
+    for axis, field, title in ((axes[0], "outputs_per_s", "translate job: outputs / s (median)"),
+                               (axes[1], "executed_gflops", "main graph: executed GFLOP/s (dashed: matmul roofs)")):
+        for i, batch in enumerate(batches):
+            values = [(find(r, key, batch) or {}).get(field, 0) for key in keys]
+            axis.barh(np.arange(len(keys)) + i * height, values, height, label=f"batch {batch}")
+        axis.set(xlabel=title, yticks=np.arange(len(keys)) + 0.4 - height / 2)
+        axis.set_yticklabels([r["engines"][k]["label"] for k in keys] if axis is axes[0] else [])
+        axis.invert_yaxis()
+    for key, roof in r["roofs"].items():
+        axes[1].axvline(roof["gflops"], linestyle="--", linewidth=0.8, color="grey")
+        axes[1].text(roof["gflops"], len(keys) - 0.5, key, rotation=90, fontsize=7, va="bottom")
+    axes[0].legend(fontsize=8)
+    model = r["meta"]["model"].split(", config")[0]  # a random-weight model's config is in the JSON
+    fig.suptitle(f"{model}, {r['settings']['size']}x{r['settings']['size']}, {r['meta']['machine']['cpu']}",
+                 fontsize=9)
     return fig
 
 
-def write(results: dict[str, Any], json_path: Path | None, markdown_path: Path | None, plot_path: Path | None,
-          to_markdown: Callable[[dict], str] = markdown, to_plot: Callable[[dict, Any], Any] = plot) -> None:
-    """Print the Markdown report; write the JSON, the report and the plot (a PNG of the figure `to_plot` draws
-    with pyplot) where given; throughput.py's report and plot by default."""
-    text = to_markdown(results)
+def write(results: dict[str, Any], prefix: Path) -> None:
+    """Print the Markdown report; write PREFIX.json, PREFIX.md and PREFIX.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    text = markdown(results)
     print("\n" + text)
-    for path, content in ((json_path, json.dumps(results, indent=2, default=str) + "\n"), (markdown_path, text)):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content, encoding="utf-8")
-    if plot_path is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig = to_plot(results, plt)
-        plot_path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(plot_path, dpi=110)
-        plt.close(fig)
+    paths = [Path(f"{prefix}.{suffix}") for suffix in ("json", "md", "png")]
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    paths[0].write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    paths[1].write_text(text, encoding="utf-8")
+    fig = plot(results, plt)
+    fig.savefig(paths[2], dpi=110)
+    plt.close(fig)
+    print(f"wrote {', '.join(map(str, paths))}", flush=True)

@@ -1,4 +1,4 @@
-"""Timing: the sample loop, matrix-multiply roofs measured in the same run, device memory, the machine.
+"""Timing: one call's seconds, matrix-multiply roofs measured in the same run, free device memory, the machine.
 
 Every sample is one call between two synchronisations, on perf_counter. Roofs are each engine's own matrix
 multiply (bench/README.md): ONNX Runtime's and OpenVINO's on the CPU, torch.cuda's on a GPU (TF32 off; FP16).
@@ -17,23 +17,6 @@ from typing import Any, Callable
 import numpy as np
 
 
-def time_calls(call: Callable[[int], Any], sync: Callable[[], None], sets: int, warmup: int, repeats: int,
-               budget_s: float) -> dict[str, Any]:
-    """`warmup` untimed calls, then up to `repeats` timed ones (stopping once `budget_s` seconds of them have
-    run, never with fewer than one), cycling through input sets 0..sets-1."""
-    for k in range(warmup):
-        call(k % sets)
-        sync()
-    samples: list[float] = []
-    while len(samples) < repeats and (not samples or sum(samples) < budget_s):
-        started = time.perf_counter()
-        call(len(samples) % sets)
-        sync()
-        samples.append(time.perf_counter() - started)
-    return {"samples": len(samples), "median_s": float(np.median(samples)),
-            "p50_ms": 1e3 * float(np.percentile(samples, 50)), "p95_ms": 1e3 * float(np.percentile(samples, 95))}
-
-
 def best_s(call: Callable[[], Any], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -46,7 +29,6 @@ def best_s(call: Callable[[], Any], repeats: int, sync: Callable[[], None] = lam
 
 # ------------------------------------------------------------------------------------------------- roofs
 
-CPU_ROOFS = ("cpu_fp32", "cpu_fp32_numpy")  # throughput.py and translate_cpu.py: FP32 only
 ENGINE_ROOFS = ("ort_fp32", "ort_int8", "openvino_fp32", "openvino_bf16", "openvino_int8", "numpy_fp32")
 
 
@@ -67,8 +49,8 @@ def numpy_label() -> str:
     return f"numpy ({'OpenBLAS' if 'openblas' in str(blas).lower() else blas})"
 
 
-def matmul_graph(n: int, int8: bool = False, weight: bool = True) -> bytes:
-    """Y = A @ W with A [n, n] an input and W [n, n] a weight, as in a layer (weight=False: W an input too); int8:
+def matmul_graph(n: int, int8: bool = False) -> bytes:
+    """Y = A @ W with A [n, n] an input and W [n, n] a weight, as in a layer; int8:
     the QDQ form a quantizer writes (A through QuantizeLinear/DequantizeLinear uint8, W int8 per column +
     DequantizeLinear)."""
     from onnx import TensorProto, helper, numpy_helper
@@ -88,25 +70,20 @@ def matmul_graph(n: int, int8: bool = False, weight: bool = True) -> bytes:
                    numpy_helper.from_array(np.clip(np.rint(w / scale), -127, 127).astype(np.int8), "Wq"),
                    numpy_helper.from_array(scale, "w_scale"), numpy_helper.from_array(np.zeros(n, np.int8), "w_zero")]
     value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n])  # noqa: E731
-    graph = helper.make_graph(nodes, "matmul", [value("A")] + ([] if weight else [value("W")]), [value("Y")],
-                              initializer=weights if weight else [])
+    graph = helper.make_graph(nodes, "matmul", [value("A")], [value("Y")], initializer=weights)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8).SerializeToString()
 
 
 def engine_roofs(n: int, repeats: int, threads: int, keys: tuple[str, ...] = ENGINE_ROOFS) -> dict[str, dict]:
-    """n^3 matrix-multiply rates of `keys`, best of `repeats`: cpu_fp32 is ONNX Runtime's MatMul of two FP32 inputs
-    (the rate its convolutions could reach); ort_* and openvino_* an engine's MatMul of an input and a weight at
-    each precision it runs (int8: QDQ; OpenVINO's left out where it is not installed, bf16 where the CPU would
-    emulate it); numpy's labelled, as its BLAS may run another kernel."""
+    """n^3 matrix-multiply rates of `keys`, best of `repeats`: ort_* and openvino_* an engine's MatMul of an input
+    and a weight at each precision it runs (int8: QDQ; OpenVINO's left out where it is not installed, bf16 where
+    the CPU would emulate it); numpy's labelled, as its BLAS may run another kernel."""
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
     calls: dict[str, tuple[str, Callable[[], Any]]] = {}
     for key in keys:
         int8 = key.endswith("int8")
-        if key == "cpu_fp32":
-            calls[key] = (f"ONNX Runtime MatMul ({threads} threads), {n}^3 FP32",
-                          partial(ort_session(matmul_graph(n, weight=False), threads).run, None, {"A": a, "W": b}))
-        elif key.startswith("ort_"):
+        if key.startswith("ort_"):
             calls[key] = (f"ONNX Runtime MatMul ({threads} threads, {'int8 QDQ' if int8 else 'FP32'}), {n}^3",
                           partial(ort_session(matmul_graph(n, int8), threads).run, None, {"A": a}))
         elif key.startswith("openvino_") and importlib.util.find_spec("openvino"):
@@ -124,8 +101,7 @@ def engine_roofs(n: int, repeats: int, threads: int, keys: tuple[str, ...] = ENG
             calls[key] = (f"OpenVINO MatMul ({threads} threads, {'int8 QDQ' if int8 else hint}), {n}^3",
                           partial(request.infer, {"A": a}))
         elif "numpy" in key:
-            calls[key] = (numpy_label() + (f", {n}^3 FP32" if key == "cpu_fp32_numpy" else f" FP32, {n}^3"),
-                          lambda: a @ b)
+            calls[key] = (numpy_label() + f" FP32, {n}^3", lambda: a @ b)
     roofs = {}
     for key, (label, call) in calls.items():
         call()
@@ -190,41 +166,6 @@ def cuda_free_bytes() -> int | None:
         return int(cuda_check(cudart, cudart.cudaMemGetInfo(), "cudaMemGetInfo")[0])
     except Exception:  # noqa: BLE001 - no CUDA runtime: memory is not reported
         return None
-
-
-class DeviceMemory:
-    """Peak device memory of one configuration: torch's allocator peak for PyTorch on CUDA, else the drop of
-    cudaMemGetInfo's free memory below its value before the backend opened (input buffers included)."""
-
-    def __init__(self) -> None:
-        self.baseline = self.lowest = cuda_free_bytes()
-        self.torch: Any = None  # the torch module where torch's own allocator peak is the method
-        self.method = "n/a (host memory)"
-
-    def started(self, backend_name: str, device: str) -> None:
-        """Call once the backend is open: its device decides the method."""
-        if not device.startswith("cuda"):
-            self.baseline = None
-        elif backend_name == "torch":
-            self.torch, self.method = cuda_torch(), "torch.cuda.max_memory_allocated"
-        elif self.baseline is not None:
-            self.method = "cudaMemGetInfo: free before opening - lowest free seen"
-
-    def reset(self) -> None:
-        if self.torch:
-            self.torch.cuda.synchronize()
-            self.torch.cuda.reset_peak_memory_stats()
-
-    def sample(self) -> None:
-        free = cuda_free_bytes() if self.baseline is not None and not self.torch else None
-        if free is not None:
-            self.lowest = min(self.lowest, free)
-
-    def peak(self) -> int | None:
-        if self.torch:
-            return int(self.torch.cuda.max_memory_allocated())
-        self.sample()
-        return None if self.baseline is None else max(0, self.baseline - self.lowest)
 
 
 # ------------------------------------------------------------------------------------------------ machine

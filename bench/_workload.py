@@ -1,5 +1,5 @@
 """What the benchmarks run: the bundle, the engines (munit_rt backends) measured on it, synthetic graph feeds, the
-family's job and the graphs it calls.
+family's job and the graphs it calls (recorded by munit_rt.export.flops while it runs).
 
 Nothing here knows a model family. The bundle is given (--bundle) or random weights of a registered family
 (munit_rt.export.random_bundle); feeds follow each graph's TensorSpecs (docs/bundle-format.md: N the batch, H and
@@ -9,16 +9,14 @@ TranslatePlan, and which graphs it calls, with how many rows, is recorded while 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import math
-import shutil
-import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -81,10 +79,10 @@ def model_bundle(args: argparse.Namespace, work: Path, precision: str = "fp32",
 
 @dataclass(frozen=True)
 class Engine:
-    """One measured engine: a backend of munit_rt.backends with its precision and options. throughput.py's `needs`:
-    torch-cuda, triton, ort-cuda (a usable ONNX Runtime CUDA provider), graphs (the bundle holds the precision);
-    engines_cpu.py's `roof` (the engine_roofs key its GFLOP/s is compared with) and `batch_one` (the official loop:
-    the job at --batch-size 1)."""
+    """One measured engine: a backend of munit_rt.backends with its precision and options; `needs`: torch-cuda,
+    triton, ort-cuda (a usable ONNX Runtime CUDA provider), graphs (the bundle holds the precision); `roof`: the
+    engine_roofs key its GFLOP/s is compared with on the CPU (on CUDA: cuda_<precision>); `batch_one`: the
+    official loop, the job at --batch-size 1."""
 
     key: str
     label: str
@@ -180,19 +178,6 @@ def synthetic_feeds(graph: Any, batch: int, size: int, multiple: int, rng: np.ra
     return feeds
 
 
-def flops_per_row(bundle: Any, size: int) -> dict[str, Any]:
-    """Exact FLOPs (munit_rt.export.flops) of one batch row of every graph at size x size: they scale with N."""
-    import onnx
-
-    from munit_rt.export.flops import graph_flops
-
-    precision = "fp32" if "fp32" in bundle.precisions else bundle.precisions[0]
-    multiple = bundle.manifest.spatial_multiple
-    return {name: graph_flops(onnx.load_from_string(bundle.graph_bytes(name, precision)),
-                              {t.name: t.shape_at(1, size, multiple) for t in graph.inputs})
-            for name, graph in bundle.graphs.items()}
-
-
 # -------------------------------------------------------------------------------------------------- job
 
 
@@ -214,91 +199,39 @@ def job_inputs(plan: Any, batch: int, size: int, sets: int, seed: int) -> list[t
              [f"set{k}/image{i:03d}.png" for i in range(count)]) for k in range(sets)]
 
 
-@contextmanager
-def recorded_calls(backend: Any) -> Iterator[list[tuple[str, int]]]:
-    """(graph, rows) of every `backend.run` while active: what a family's job runs, as it runs it."""
-    calls: list[tuple[str, int]] = []
-    run = backend.run
+def describe_job(calls: list[tuple[str, int]], batch: int, per_row: dict[str, Any], inputs: tuple,
+                 output: np.ndarray) -> dict[str, Any]:
+    """The job at --batch-size `batch` from the (graph, rows) calls it made: its FLOPs, its main graph (most FLOPs)
+    and that graph's rows per call at this batch (min(batch, its rows in all): a batch-1 loop's calls give the
+    same), in images and outputs."""
+    from munit_rt.export.flops import calls_flops
 
-    def recording(graph: str, feeds: dict, to_host: bool = True) -> dict:
-        calls.append((graph, backend.value_info(next(iter(feeds.values())))[0][0]))
-        return run(graph, feeds, to_host)
-
-    backend.run = recording
-    try:
-        yield calls
-    finally:
-        del backend.run
-
-
-def job_flops(calls: list[tuple[str, int]], per_row: dict[str, Any]) -> tuple[int, str | None]:
-    """Total FLOPs of recorded calls, and the graph that took most of them (the job's main graph)."""
-    by_graph: dict[str, int] = {}
-    for graph, rows in calls:
-        by_graph[graph] = by_graph.get(graph, 0) + rows * per_row[graph].total
-    return sum(by_graph.values()), max(by_graph, key=by_graph.get) if by_graph else None
-
-
-def main_graph(bundle: Any, plan: Any, inputs: tuple, per_row: dict[str, Any]) -> tuple[list, int, str, int]:
-    """The job run once on ONNX Runtime CPU, its calls recorded: (the calls, their FLOPs, the graph that took most
-    of them, that graph's largest call's rows: rows do not depend on the image size)."""
-    from munit_rt import Translator
-
-    with Translator(bundle, backend="onnxruntime", providers=["CPUExecutionProvider"]) as translator, \
-            recorded_calls(translator.backend) as calls:
-        plan.run(translator, *inputs)
-    flops, graph = job_flops(calls, per_row)
-    return calls, flops, graph, max(rows for name, rows in calls if name == graph)
-
-
-def executed_flops(bundle, graph: str, feeds: dict, mode: str) -> float:
-    """FLOPs of one call on `feeds` as ONNX Runtime's CPU session runs it: after the Winograd rewrite of `mode` and
-    constant folding (which computes the Winograd filter transforms once), Conv/Gemm/MatMul at inferred shapes."""
-    import onnx
-    import onnxruntime
-
-    from munit_rt import winograd
-    from munit_rt.export.flops import graph_flops
-
-    model, _ = winograd.rewrite_bytes(bundle.graph_bytes(graph, "fp32"), mode)
-    with tempfile.TemporaryDirectory(prefix="munit-rt-flops-") as tmp:
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC  # standard ops
-        options.optimized_model_filepath, options.log_severity_level = str(Path(tmp) / "folded.onnx"), 3
-        onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        shapes = {name: value.shape for name, value in feeds.items()}
-        return float(graph_flops(onnx.load(options.optimized_model_filepath), shapes).total)
+    flops = calls_flops(calls, per_row)
+    main = max(flops, key=flops.get)
+    rows = min(batch, sum(r for g, r in calls if g == main))
+    return {"main_graph": main, "rows": rows, "gflop_per_call": rows * per_row[main].total / 1e9,
+            "gflop": sum(flops.values()) / 1e9, "images": len(inputs[0]), "outputs": int(np.prod(output.shape[:2])),
+            "calls": [list(c) for c in calls]}
 
 
 # ------------------------------------------------------------------------------------------------- int8
 
 
 def with_int8(bundle_path: Path, work: Path, calibrate: Path | None, size: int) -> tuple[Path, str]:
-    """The bundle, or a copy of it in `work` quantized there (never the user's bundle)."""
+    """The bundle, or a quantized copy of it in `work` (`munit-rt quantize --output`; never the user's bundle),
+    reused while the bundle and the calibration images are the same."""
     from munit_rt import Bundle
     from munit_rt.export.quantize import quantize_bundle
 
     bundle = Bundle(bundle_path)
     if "int8" in bundle.precisions:
         return bundle_path, "the bundle's own int8 graphs"
-    copy = work / f"int8-{bundle.manifest_sha256[:12]}.bundle"
-    if not _has_int8(copy):
-        shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(bundle_path, copy, ignore=shutil.ignore_patterns("engines"))
-        images = calibrate or smooth_images(work / "calibration", 20, size)
+    images = calibrate or smooth_images(work / "calibration", 20, size)
+    copy = work / f"int8-{bundle.manifest_sha256[:12]}-{hashlib.sha256(str(images.resolve()).encode()).hexdigest()[:8]}"
+    if not copy.is_dir():  # complete or absent
         print(f"quantizing a copy of the bundle on {images} ...", flush=True)
-        quantize_bundle(copy, images, min_psnr=0.0, notify=lambda line: print(f"  {line}", flush=True))
+        quantize_bundle(bundle_path, images, min_psnr=0.0, output=copy, notify=lambda line: print(f"  {line}"))
     return copy, f"quantized here on {calibrate or 'smooth random images'} (munit_rt.export.quantize)"
-
-
-def _has_int8(path: Path) -> bool:
-    from munit_rt import Bundle
-    from munit_rt.errors import MunitRtError
-
-    try:
-        return (path / "manifest.json").is_file() and "int8" in Bundle(path).precisions
-    except MunitRtError:  # a copy left half-made by an interrupted run: made again
-        return False
 
 
 def smooth_images(folder: Path, count: int, size: int, suffix: str = ".png", side: int = 2) -> Path:

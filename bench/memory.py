@@ -1,13 +1,13 @@
 """Peak resident memory of `translate` on many small images: does it stay flat as the image count grows?
 
-Writes --image-size PNGs (1,000 per folder) and a bundle, then translates the first N images for each N in
+Writes --image-size PNGs (100 per folder) and a bundle, then translates the first N images for each N in
 --counts, each in a fresh child process (munit_rt.translate.run.translate_paths, nested layout, --styles random
 styles, ONNX Runtime CPU, outputs at --size), and prints that process's peak resident memory (VmHWM from
 /proc/self/status; ru_maxrss where /proc is missing), its resident memory once the modules are imported (before
 any image), and the throughput. Bounded prefetch queues keep the peak flat; an unbounded one would grow with N.
 
     .venv/bin/python bench/memory.py                          # 1,000 vs 5,000 images
-    .venv/bin/python bench/memory.py --counts 100 1000 5000 --work-dir /tmp/mem   # keep images and bundle
+    .venv/bin/python bench/memory.py --counts 100 1000 5000 --work-dir W   # keep images and bundle in W
 
 The bundle is --bundle, or random weights of --family (--config: its config keys; the default config's weights
 count in the resident memory, so pass a small config to measure the pipeline alone). Prints numbers only;
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from _workload import add_model_options, model_bundle
 
-PER_FOLDER = 1000
+PER_FOLDER = 100
 
 # Runs in the child: everything imported first, then one measurement of the resident set, then the run.
 CHILD = r"""
@@ -61,7 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_model_options(parser)
     parser.add_argument("--counts", type=int, nargs="+", default=[1000, 5000],
-                        help=f"images per run; multiples of {PER_FOLDER} or less than it")
+                        help=f"images per run; multiples of {PER_FOLDER}")
     parser.add_argument("--styles", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=40)
@@ -71,22 +71,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def write_images(root: Path, count: int, size: int) -> list[Path]:
-    """count PNGs in root/000/, root/001/, ... (1,000 per folder); existing ones are kept."""
+    """count noise PNGs in root/000/, root/001/, ... (PER_FOLDER per folder); existing ones are kept."""
     import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    folders = []
     for index in range(count):
-        folder = root / f"{index // PER_FOLDER:03d}"
-        if index % PER_FOLDER == 0:
-            folders.append(folder)
-            folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"img_{index:05d}.png"
+        path = root / f"{index // PER_FOLDER:03d}" / f"img_{index:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
         pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
         if not path.exists():
             Image.fromarray(pixels).save(path)
-    return folders
+    return sorted(root.glob("[0-9][0-9][0-9]"))
 
 
 def measure(folders: list[Path], bundle: Path, out: Path, args: argparse.Namespace) -> dict:
@@ -100,7 +96,7 @@ def measure(folders: list[Path], bundle: Path, out: Path, args: argparse.Namespa
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     for count in args.counts:
-        if count > PER_FOLDER and count % PER_FOLDER:
+        if count < 1 or count % PER_FOLDER:
             raise SystemExit(f"--counts: {count} is not a multiple of {PER_FOLDER}")
     with tempfile.TemporaryDirectory(prefix="munit-rt-memory-") as tmp:
         work = args.work_dir or Path(tmp)
@@ -115,15 +111,7 @@ def main(argv=None) -> list[dict]:
               f"{'RSS after imports MiB':>22} {'peak RSS MiB':>13} {'peak - imports MiB':>19}")
         results = []
         for count in args.counts:
-            if count < PER_FOLDER:  # a prefix of the first folder, through a folder of links
-                subset = work / f"first_{count}"
-                if not subset.exists():
-                    subset.mkdir()
-                    for path in sorted(folders[0].iterdir())[:count]:
-                        (subset / path.name).symlink_to(path)
-                inputs = [subset]
-            else:
-                inputs = folders[: count // PER_FOLDER]
+            inputs = folders[: count // PER_FOLDER]
             out = work / f"out_{count}"
             shutil.rmtree(out, ignore_errors=True)  # a fresh run each time (a kept one would all be --resume skips)
             result = {"images": count, **measure(inputs, bundle, out, args)}

@@ -19,14 +19,19 @@ is listed in `uncounted`, so a report can say so. For the convolutional nets her
 1% of the arithmetic. Shapes come from ONNX shape inference (with data propagation) on a copy of the model
 whose inputs are fixed to the given shapes; should inference leave the shape of a counted node's tensor
 unknown, the copy is run once in ONNX Runtime with those tensors as extra outputs to read their real shapes.
+
+A bundle's job (bench/ and tests): `bundle_flops` counts one batch row of every graph; `recorded_calls` records
+(graph, rows) of every call a family's translate job makes, as it runs, so `calls_flops` gives the job's exact
+FLOPs per graph; `executed_flops` counts what an ONNX Runtime CPU session executes after the Winograd rewrite.
 """
 from __future__ import annotations
 
 import math
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -171,3 +176,58 @@ def run_for_shapes(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[i
     values = session.run(list(names), feeds)
     return {name: tuple(np.shape(v)) for name, v in zip(names, values)}
 
+
+
+# ------------------------------------------------------------------------------------------- a bundle's job
+
+
+def bundle_flops(bundle: Any, size: int) -> dict[str, FlopCount]:
+    """FLOPs of one batch row of every graph of `bundle` at size x size (they scale with the batch)."""
+    precision = "fp32" if "fp32" in bundle.precisions else bundle.precisions[0]
+    multiple = bundle.manifest.spatial_multiple
+    return {name: graph_flops(onnx.load_from_string(bundle.graph_bytes(name, precision)),
+                              {t.name: t.shape_at(1, size, multiple) for t in graph.inputs})
+            for name, graph in bundle.graphs.items()}
+
+
+@contextmanager
+def recorded_calls(backend: Any) -> Iterator[list[tuple[str, int]]]:
+    """(graph, rows) of every `backend.run` while active: what a family's job runs, as it runs it."""
+    calls: list[tuple[str, int]] = []
+    run = backend.run
+
+    def recording(graph: str, feeds: Mapping[str, Any], to_host: bool = True) -> dict:
+        calls.append((graph, backend.value_info(next(iter(feeds.values())))[0][0]))
+        return run(graph, feeds, to_host)
+
+    backend.run = recording
+    try:
+        yield calls
+    finally:
+        del backend.run
+
+
+def calls_flops(calls: Sequence[tuple[str, int]], per_row: Mapping[str, FlopCount]) -> dict[str, int]:
+    """FLOPs per graph of recorded (graph, rows) calls."""
+    flops: dict[str, int] = {}
+    for graph, rows in calls:
+        flops[graph] = flops.get(graph, 0) + rows * per_row[graph].total
+    return flops
+
+
+def executed_flops(bundle: Any, graph: str, input_shapes: Mapping[str, Sequence[int]], winograd_mode: str) -> int:
+    """FLOPs of one call of `graph` as an ONNX Runtime CPU session runs it: after the Winograd rewrite of `mode`
+    and constant folding (which computes the Winograd filter transforms once), at `input_shapes`."""
+    import tempfile
+
+    import onnxruntime
+
+    from munit_rt import winograd
+
+    model, _ = winograd.rewrite_bytes(bundle.graph_bytes(graph, "fp32"), winograd_mode)
+    with tempfile.TemporaryDirectory(prefix="munit-rt-flops-") as tmp:
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC  # standard ops
+        options.optimized_model_filepath, options.log_severity_level = str(Path(tmp) / "folded.onnx"), 3
+        onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        return graph_flops(onnx.load(options.optimized_model_filepath), input_shapes).total

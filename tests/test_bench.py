@@ -1,10 +1,12 @@
-"""The benchmark scripts, run as scripts (`python bench/X.py`, never imported): bench/throughput.py --quick on a
-tiny random-weight bundle of every registered family, its reports, the PyTorch FP16 channels-last configuration on
-the CPU, the TensorRT configurations on the fakes of tests/fakes/tensorrt.py, and --merge with the targets.
-Also the library pieces the benchmarks rest on: munit_rt.export.flops against PyTorch's own FLOP counter on every
-family's graphs, and ONNX Runtime's I/O-binding path against its numpy path."""
+"""The benchmark scripts, run as scripts (`python bench/X.py`, never imported): bench/engines.py --quick on a tiny
+random-weight bundle of every registered family (every CPU engine in one interleaved run, int8 on a quantized copy),
+its reports, --merge with the targets, the PyTorch FP16 channels-last engine on the CPU, the TensorRT engines on the
+fakes of tests/fakes/tensorrt.py; bench/translate_cpu.py end to end. Also the library pieces the benchmarks rest
+on: munit_rt.export.flops against PyTorch's own FLOP counter on every family's graphs and on a recorded job, and
+ONNX Runtime's I/O-binding path against its numpy path."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -16,7 +18,7 @@ import pytest
 
 pytest.importorskip("torch", reason="the random-weight bundles are exported from torch modules")
 pytest.importorskip("onnx", reason="the bundles are ONNX graphs")
-pytest.importorskip("matplotlib", reason="bench/throughput.py plots with matplotlib")
+pytest.importorskip("matplotlib", reason="bench/engines.py plots with matplotlib")
 
 from contract.conftest import tiny_config  # noqa: E402 - the contract suite's tiny config per family
 from munit_rt.training.registry import families, get_family  # noqa: E402
@@ -24,6 +26,12 @@ from munit_rt.training.registry import families, get_family  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 FAMILIES = sorted(families())
+ALL = ("official", "torch-eager", "torch-compile", "torch-fp16-channels-last", "torch-compile-fp16", "ort-fp32",
+       "ort-fp32-direct", "ort-cuda-fp32", "ort-cuda-fp16", "tensorrt-fp32", "tensorrt-fp16", "openvino-fp32",
+       "openvino-bf16", "openvino-int8", "ort-int8")  # bench/engines.py's ENGINES, written out independently
+QUICK = tuple(k for k in ALL if k != "torch-compile")  # torch.compile left out here: minutes of inductor compiling
+GPU_ONLY = {"torch-fp16-channels-last", "torch-compile-fp16", "ort-cuda-fp32", "ort-cuda-fp16", "tensorrt-fp32",
+            "tensorrt-fp16"}
 pytestmark = pytest.mark.slow
 
 
@@ -36,80 +44,85 @@ def bench(script: str, *args: str, timeout: float = 600) -> subprocess.Completed
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory) -> dict[str, dict]:
-    """Per family: one `throughput.py --quick` run on its tiny config (JSON, Markdown, PNG, and the bundle)."""
+    """Per family: one `engines.py --quick` run on its tiny config (JSON, Markdown, PNG, and the bundle)."""
     runs = {}
     for name in FAMILIES:
         out = tmp_path_factory.mktemp(f"quick_{name}")
-        paths = {"json": out / "r.json", "markdown": out / "r.md", "plot": out / "r.png"}
-        bench("throughput.py", "--quick", "--family", name, "--config", json.dumps(tiny_config(get_family(name))),
-              "--work-dir", out / "work", "--json", paths["json"], "--markdown", paths["markdown"],
-              "--plot", paths["plot"])
-        results = json.loads(paths["json"].read_text())
-        runs[name] = {**paths, "results": results, "text": paths["markdown"].read_text(),
-                      "bundle": Path(results["meta"]["bundle"])}
+        bench("engines.py", "--quick", "--family", name, "--config", json.dumps(tiny_config(get_family(name))),
+              "--work-dir", out / "work", "--out", out / "r", "--engines", ",".join(QUICK))
+        results = json.loads((out / "r.json").read_text())
+        runs[name] = {"json": out / "r.json", "plot": out / "r.png", "results": results,
+                      "text": (out / "r.md").read_text(), "bundle": Path(results["meta"]["bundle"])}
     return runs
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_every_cpu_configuration_has_positive_rates(quick, family):
+def test_every_cpu_engine_is_measured_in_one_run(quick, family):
     results = quick[family]["results"]
     assert results["meta"]["family"] == family
-    multiple = results["meta"].get("spatial_multiple") or json.loads((quick[family]["bundle"] / "manifest.json")
-                                                                     .read_text())["spatial_multiple"]
+    multiple = json.loads((quick[family]["bundle"] / "manifest.json").read_text())["spatial_multiple"]
     assert results["settings"]["batches"] == [1, 2]  # --quick's size 32, brought to the bundle's multiple
     assert results["settings"]["size"] == max(multiple, round(32 / multiple) * multiple)
-    assert {"torch-eager-fp32", "onnxruntime-cpu"} <= set(results["configs"])
-    graphs = set(results["graphs"])
-    for key, info in results["configs"].items():
-        rows = [r for r in results["results"] if r["config"] == key]
-        assert [r["batch"] for r in rows] == [1, 2] and info["build_s"] > 0, key
+    openvino = importlib.util.find_spec("openvino") is not None
+    measured = set(QUICK) - GPU_ONLY - ({"openvino-bf16"} if openvino else {k for k in QUICK if "openvino" in k})
+    assert measured <= set(results["engines"]) <= set(QUICK) - GPU_ONLY
+    for key in results["engines"]:
+        rows = [r for r in results["results"] if r["engine"] == key]
+        assert [r["batch"] for r in rows] == [1, 2], key
         for row in rows:
             assert "error" not in row, row
-            assert row["device"].startswith("cpu") and set(row["graphs"]) == graphs
-            job = row["job"]
-            assert job["main_graph"] in graphs and row["job_share_of_main"] > 0
-            assert sum(c["rows"] for c in job["graph_calls"].values()) >= row["batch"]
-            for entry in [job, *row["graphs"].values()]:
-                assert entry["images_per_s"] > 0 and entry["samples"] >= 1
-                assert entry["p95_ms"] >= entry["p50_ms"] > 0
-                assert entry["gflops"] > 0 and entry["roof_share"] > 0 and entry["x_eager_fp32"] > 0
-    for key in ("cpu_fp32", "cpu_fp32_numpy"):
-        assert results["roofs"][key]["gflops"] > 0
-    assert "ONNX Runtime MatMul" in results["roofs"]["cpu_fp32"]["method"]
-    assert results["roofs"]["cpu_fp32_numpy"]["method"].startswith("numpy (")
+            assert len(row["graph_s"]) == len(row["job_s"]) == 2  # --quick: 2 rounds
+            assert row["job_median_s"] >= row["job_best_s"] > 0 and row["outputs_per_s"] > 0
+            assert row["gflops"] > 0 and row["roof_share"] > 0 and row["x_official"] > 0 and row["x_eager"] > 0
+    from munit_rt import Bundle
+    from munit_rt.export.flops import graph_flops
+
+    bundle, size = Bundle(quick[family]["bundle"]), results["settings"]["size"]
+    for batch, job in results["jobs"].items():  # the main graph: the most FLOPs among the calls the job made
+        flops: dict[str, int] = {}
+        for graph, rows in job["calls"]:
+            shapes = {t.name: t.shape_at(rows, size, multiple) for t in bundle.graphs[graph].inputs}
+            flops[graph] = flops.get(graph, 0) + graph_flops(bundle.graph_path(graph, "fp32"), shapes).total
+        assert job["main_graph"] == max(flops, key=flops.get)
+        assert job["gflop"] == pytest.approx(sum(flops.values()) / 1e9)
+        assert job["rows"] == min(int(batch), sum(r for g, r in job["calls"] if g == job["main_graph"]))
+    official = [r for r in results["results"] if r["engine"] == "official" and r["batch"] == 2]
+    assert official[0]["graph_calls"] == results["jobs"]["2"]["rows"]  # the official loop: one call per row
+    assert {"ort_fp32", "ort_int8", "numpy_fp32"} <= set(results["roofs"])
+    assert results["roofs"]["numpy_fp32"]["method"].startswith("numpy (")
     for row in results["results"]:  # same weights, same inputs as the eager reference
-        if row["config"] == "onnxruntime-cpu":
-            assert row["job"]["rel_err"] < 1e-4 and row["job"]["psnr_db"] > 60
+        if row["engine"] in ("ort-fp32", "ort-fp32-direct", "official"):
+            assert row["rel_err"] < 1e-4 and (row["psnr_db"] is None or row["psnr_db"] > 60), row
+        if row["engine"] in ("ort-int8", "openvino-int8"):
+            assert row["psnr_db"] > 20, row
+    assert "int8" in results["meta"]["quality_recorded"]  # the bundle copy was quantized for the run
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_skipped_configurations_say_why(quick, family):
+def test_skipped_engines_say_why(quick, family):
     results = quick[family]["results"]
-    skipped = {s["config"]: s["reason"] for s in results["skipped"]}
+    skipped = {s["engine"]: s["reason"] for s in results["skipped"]}
     assert all(reason.strip() for reason in skipped.values())
-    assert set(skipped) | set(results["configs"]) == {
-        "torch-eager-fp32", "torch-fp16-channels-last", "torch-compile-fp16", "onnxruntime-cpu",
-        "onnxruntime-cuda-fp32", "onnxruntime-cuda-fp16", "tensorrt-fp32", "tensorrt-fp16", "openvino-fp32",
-        "openvino-bf16", "openvino-int8"}
-    assert "int8 graphs" in skipped["openvino-int8"]  # a random-weight bundle is never quantized
+    assert set(skipped) | set(results["engines"]) == set(QUICK)
     if "tensorrt-fp16" not in skipped:
         pytest.skip("TensorRT can run on this machine")
     assert "tensorrt" in skipped["tensorrt-fp32"].lower() and "tensorrt" in skipped["tensorrt-fp16"].lower()
     assert [t["status"] for t in results["targets"]] == ["not measured", "not measured"]
+    size = results["settings"]["size"]  # pix2pix's unet_256 runs at 256x256 even in --quick
+    why = f"{size}x{size}, not 256x256" if size != 256 else "TensorRT FP16 skipped"
+    assert all(why in t["detail"] for t in results["targets"]), results["targets"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_markdown_has_a_row_per_configuration_and_batch(quick, family):
+def test_markdown_has_a_row_per_engine_and_batch(quick, family):
     run = quick[family]
     text, results = run["text"], run["results"]
-    header = next(line for line in text.splitlines() if line.startswith("| config |"))
-    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| config |")]
+    header = next(line for line in text.splitlines() if line.startswith("| engine |"))
     for row in results["results"]:
-        (line,) = [x for x in rows if x.startswith(f"| {row['config']} | {row['batch']} |")]
+        label = results["engines"][row["engine"]]["label"]
+        (line,) = [x for x in text.splitlines() if x.startswith(f"| {label} | {row['batch']} |")]
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        assert len(cells) == header.count("|") - 1 and float(cells[2].replace(",", "")) > 0
-    for graph in results["graphs"]:
-        assert any(line.startswith(f"| {graph} | onnxruntime-cpu | 2 |") for line in rows)
+        assert len(cells) == header.count("|") - 1 and float(cells[4].replace(",", "")) > 0
     for skipped in results["skipped"]:
         assert f"- {skipped['label']}: skipped ({skipped['reason']})" in text
     assert "Targets:" in text
@@ -127,70 +140,64 @@ def test_plot_is_a_png(quick, family):
 # --------------------------------------------------------------------------------- the targets and --merge
 
 
-def _with_target_rows(results: dict, job: float, main: float) -> dict:
-    """A run at 256x256 with eager FP32 and TensorRT FP16 rows at batch 32 (rates made up)."""
+def _with_target_rows(results: dict, job_s: float, graph_s: float) -> dict:
+    """A run at 256x256 with eager FP32 and TensorRT FP16 rows at batch 32 (seconds made up: eager's job 1.0 s)."""
     results = json.loads(json.dumps(results))
     results["settings"]["size"] = 256
-    main_graph = results["results"][0]["job"]["main_graph"]
-    eager = next(r for r in results["results"] if r["config"] == "torch-eager-fp32")
-    rows = []
-    for key, job_rate, main_rate in (("torch-eager-fp32", 10.0, 12.0), ("tensorrt-fp16", job, main)):
-        row = json.loads(json.dumps(eager))
-        row.update(config=key, batch=32, device="cuda" if key.startswith("tensorrt") else eager["device"])
-        row["job"]["images_per_s"], row["graphs"][main_graph]["images_per_s"] = job_rate, main_rate
-        rows.append(row)
-    results["results"] = rows
-    results["configs"]["tensorrt-fp16"] = {**results["configs"]["torch-eager-fp32"], "precision": "fp16",
-                                           "label": "TensorRT FP16"}
-    results["skipped"] = [s for s in results["skipped"] if s["config"] != "tensorrt-fp16"]
+    results["jobs"]["32"] = {**results["jobs"]["2"], "rows": 32, "outputs": 32}
+    eager = next(r for r in results["results"] if r["engine"] == "torch-eager")
+    results["results"] = [{**eager, "engine": key, "batch": 32, "job_s": [job], "graph_s": [graph]}
+                          for key, job, graph in (("torch-eager", 1.0, 0.9), ("tensorrt-fp16", job_s, graph_s))]
+    results["engines"]["tensorrt-fp16"] = {**results["engines"]["torch-eager"], "precision": "fp16",
+                                           "label": "TensorRT FP16", "device": "cuda (TensorRT)"}
+    results["skipped"] = [s for s in results["skipped"] if s["engine"] != "tensorrt-fp16"]
     return results
 
 
 def test_merge_derives_the_targets_again(quick, tmp_path):
     base = quick[FAMILIES[0]]["results"]
-    for job, main, statuses in ((31.0, 35.0, ["met", "met"]), (29.0, 40.0, ["not met", "not met"])):
+    for job_s, graph_s, statuses in ((0.3, 0.27, ["met", "met"]), (0.4, 0.2, ["not met", "not met"])):
         first, second = tmp_path / "a.json", tmp_path / "b.json"
-        made_up = _with_target_rows(base, job, main)
+        made_up = _with_target_rows(base, job_s, graph_s)
         first.write_text(json.dumps({**made_up, "results": made_up["results"][:1]}))
         second.write_text(json.dumps({**made_up, "results": made_up["results"][1:]}))
-        bench("throughput.py", "--merge", second, first, "--json", tmp_path / "m.json", "--markdown", tmp_path / "m.md")
+        bench("engines.py", "--merge", second, first, "--out", tmp_path / "m")
         merged = json.loads((tmp_path / "m.json").read_text())
-        assert [r["config"] for r in merged["results"]] == ["torch-eager-fp32", "tensorrt-fp16"]
+        assert [r["engine"] for r in merged["results"] if r["batch"] == 32] == ["torch-eager", "tensorrt-fp16"]
         assert [t["status"] for t in merged["targets"]] == statuses
-        assert merged["targets"][0]["value"] == pytest.approx(job / 10.0)
-        assert merged["targets"][1]["value"] == pytest.approx(job / main)
-        assert "tensorrt-fp16 | 32 |" in (tmp_path / "m.md").read_text()
+        assert merged["targets"][0]["value"] == pytest.approx(1.0 / job_s)  # x eager's outputs/s
+        assert merged["targets"][1]["value"] == pytest.approx(graph_s / job_s)  # job images/s / main graph's
+        assert "| TensorRT FP16 | 32 |" in (tmp_path / "m.md").read_text()
 
 
-# ------------------------------------------------------------------------------ engines_cpu.py: one run, all engines
-
-ENGINES = ("official", "torch-eager", "ort-fp32", "ort-fp32-direct", "openvino-fp32", "openvino-bf16",
-           "openvino-int8", "ort-int8")  # torch.compile left out here: minutes of inductor compiling
+# ------------------------------------------------------------------------------ translate_cpu.py
 
 
-def test_engines_cpu_quick_measures_every_engine_in_one_run(tmp_path):
-    pytest.importorskip("openvino", reason="the OpenVINO contenders (installed by the dev extra)")
-    out = tmp_path / "engines"
-    bench("engines_cpu.py", "--quick", "--rounds", "1", "--work-dir", tmp_path / "work", "--out", out,
-          "--contenders", ",".join(ENGINES))
-    results = json.loads(Path(f"{out}.json").read_text())
-    skipped = {s["contender"]: s["reason"] for s in results["skipped"]}
-    assert set(results["results"]) | set(skipped) == set(ENGINES) and set(skipped) <= {"openvino-bf16"}, skipped
-    for key, entry in results["results"].items():
-        assert entry["graph_median_s"] > 0 and entry["job_median_s"] > 0 and entry["x_official"] > 0, key
-        assert entry["gflops"] > 0 and entry["roof_share"] > 0 and len(entry["job_s"]) == 1, key
-    assert results["results"]["official"]["graph_calls"] == results["main_graph"]["rows"] > 1
-    assert results["results"]["ort-fp32"]["psnr_db"] > 60  # against PyTorch eager FP32: the same job
-    assert results["results"]["openvino-int8"]["psnr_db"] > 20 and "int8 executed" in \
-        results["results"]["openvino-int8"]["device"]
-    assert {"ort_fp32", "ort_int8", "openvino_fp32", "openvino_int8", "numpy_fp32"} <= set(results["roofs"])
-    assert "int8" in results["meta"]["quality_recorded"]  # the bundle copy was quantized for the run
-    text = Path(f"{out}.md").read_text()
-    assert all(f"| {entry['label']} |" in text for entry in results["results"].values())
-    from PIL import Image
+def test_translate_cpu_times_the_official_loop_and_munit_rt_end_to_end(tmp_path):
+    pytest.importorskip("openvino", reason="the --also run (installed by the dev extra)")
+    bench("translate_cpu.py", "--family", "munit", "--config", json.dumps(tiny_config(get_family("munit"))),
+          "--images", 2, "--size", 32, "--styles", 3, "--also", "openvino:fp32", "--work-dir", tmp_path / "work",
+          "--json", tmp_path / "r.json")
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["job"]["outputs"] == 2 * 3
+    for key in ("official_pytorch_eager", "munit_rt_onnxruntime"):
+        assert results[key]["wall_s"] > 0 and "munit-rt translate --backend" in results[key]["command"]
+    assert results["speedup"] == pytest.approx(results["official_pytorch_eager"]["wall_s"]
+                                               / results["munit_rt_onnxruntime"]["wall_s"])
+    also = results["also"]["openvino-fp32"]  # the same graphs in fp32: the PNGs agree to a level or so
+    assert also["png_psnr_db"] is None or also["png_psnr_db"] > 45
+    assert also["png_p999_levels"] <= 1
 
-    with Image.open(f"{out}.png") as image:
-        assert image.format == "PNG" and image.width > 100
+
+def test_memory_reports_each_runs_peak_resident_memory(tmp_path):
+    bench("memory.py", "--family", "munit", "--config", json.dumps(tiny_config(get_family("munit"))), "--counts",
+          100, 200, "--styles", 2, "--work-dir", tmp_path / "work", "--json", tmp_path / "r.json")
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert [r["images"] for r in results] == [100, 200]
+    for run in results:  # every image translated once per style, in a fresh process each
+        assert run["translated"] == run["images"] and run["failed"] == 0 and run["files"] == 2 * run["images"]
+        assert run["peak_rss_kib"] >= run["rss_after_imports_kib"] > 10 * 1024
+    assert sorted(p.name for p in (tmp_path / "work" / "images").iterdir()) == ["000", "001"]  # 100 per folder
 
 
 # ------------------------------------------------------------------------------ configurations meant for GPUs
@@ -213,25 +220,25 @@ def test_torch_fp16_channels_last_matches_fp32_on_the_cpu(quick, family, tmp_pat
     reason = _half_conv_on_cpu()
     if reason:
         pytest.skip(reason)
-    bench("throughput.py", "--quick", "--bundle", quick[family]["bundle"], "--torch-device", "cpu", "--backends",
-          "torch-eager-fp32,torch-fp16-channels-last", "--graphs", "none", "--json", tmp_path / "r.json")
+    bench("engines.py", "--quick", "--bundle", quick[family]["bundle"], "--torch-device", "cpu", "--engines",
+          "torch-eager,torch-fp16-channels-last", "--rounds", 1, "--out", tmp_path / "r")
     results = json.loads((tmp_path / "r.json").read_text())
-    rows = [r for r in results["results"] if r["config"] == "torch-fp16-channels-last"]
+    rows = [r for r in results["results"] if r["engine"] == "torch-fp16-channels-last"]
     assert [r["batch"] for r in rows] == [1, 2]
-    assert "channels-last" in results["configs"]["torch-fp16-channels-last"]["device"]
+    assert "channels-last" in results["engines"]["torch-fp16-channels-last"]["device"]
     for row in rows:
-        assert row["job"]["rel_err"] < 1e-2 and row["job"]["psnr_db"] > 50, row["job"]
+        assert row["rel_err"] < 1e-2 and row["psnr_db"] > 50, row
 
 
-def test_tensorrt_configurations_on_fake_tensorrt(tmp_path):
-    """bench/throughput.py on the fake TensorRT and cuda-python: engines for the measured shapes, every graph
-    timed, and the job through the TensorRT backend. The child starts the script as `python bench/throughput.py`
+def test_tensorrt_engines_on_fake_tensorrt(tmp_path):
+    """bench/engines.py on the fake TensorRT and cuda-python: engines for the measured shapes, the main graph
+    timed, and the job through the TensorRT backend. The child starts the script as `python bench/engines.py`
     would (its folder first on sys.path), with tests/ importable as under pytest, after installing the fakes."""
     from fakes import tensorrt as trt_fakes
 
     bundle = trt_fakes.write_fake_bundle(tmp_path / "fake.bundle")
-    args = ["--bundle", str(bundle), "--backends", "tensorrt-fp32,tensorrt-fp16", "--batches", "1,3", "--size", "16",
-            "--quick", "--json", str(tmp_path / "r.json")]
+    args = ["--bundle", str(bundle), "--engines", "tensorrt-fp32,tensorrt-fp16", "--batches", "1,3", "--size", "16",
+            "--quick", "--out", str(tmp_path / "r")]
     child = ("import runpy, sys\n"
              "import pytest\n"
              "from fakes import tensorrt as trt_fakes\n"
@@ -239,23 +246,23 @@ def test_tensorrt_configurations_on_fake_tensorrt(tmp_path):
              "patch = pytest.MonkeyPatch()\n"
              "trt_fakes.install(patch)\n"
              "patch.setattr(TensorRTBackend, 'unavailable_reason', classmethod(lambda cls: None))\n"
-             f"sys.argv = ['bench/throughput.py', *{args!r}]\n"
+             f"sys.argv = ['bench/engines.py', *{args!r}]\n"
              "sys.path[0] = 'bench'\n"
-             "runpy.run_path('bench/throughput.py', run_name='__main__')\n")
+             "runpy.run_path('bench/engines.py', run_name='__main__')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", child], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "r.json").read_text())
-    assert set(results["configs"]) == {"tensorrt-fp32", "tensorrt-fp16"}
-    assert results["configs"]["tensorrt-fp16"]["device"].startswith("cuda (TensorRT")
-    assert sorted((r["config"], r["batch"]) for r in results["results"]) == [
+    assert set(results["engines"]) == {"tensorrt-fp32", "tensorrt-fp16"}
+    assert results["engines"]["tensorrt-fp16"]["device"].startswith("cuda (TensorRT")
+    assert sorted((r["engine"], r["batch"]) for r in results["results"]) == [
         ("tensorrt-fp16", 1), ("tensorrt-fp16", 3), ("tensorrt-fp32", 1), ("tensorrt-fp32", 3)]
     for row in results["results"]:
         assert "error" not in row, row
-        assert set(row["graphs"]) == set(results["graphs"])
-        assert all(e["images_per_s"] > 0 for e in [row["job"], *row["graphs"].values()])
-        # the fake bundle is MUNIT-shaped: one image x 8 styles, its 8 outputs decoded in calls of at most B rows
-        assert row["job"]["graph_calls"]["decoder_b"] == {"calls": -(-8 // row["batch"]), "rows": 8}
+        assert row["outputs_per_s"] > 0 and row["graph_median_s"] > 0
+    for batch in (1, 3):  # the fake bundle is MUNIT-shaped: one image x 8 styles, decoded in calls of at most B rows
+        decodes = [rows for graph, rows in results["jobs"][str(batch)]["calls"] if graph == "decoder_b"]
+        assert len(decodes) == -(-8 // batch) and sum(decodes) == 8
     assert "engines" in {p.name for p in bundle.iterdir()}
 
 

@@ -140,6 +140,46 @@ def test_requantizing_replaces_the_int8_files(quantized, images, tmp_path):
     Bundle(copy)  # every hash checks
 
 
+def test_quantize_output_writes_a_copy_and_leaves_the_bundle_unchanged(model, images, tmp_path):
+    """--output: a new bundle with the int8 graphs (every hash checks, the same fp32 graphs); the source's files,
+    read-only here as an installed bundle may be, are untouched."""
+    import os
+    import stat
+
+    from munit_rt import Bundle
+
+    source = shutil.copytree(model, tmp_path / "read-only.bundle")
+    before = {p.relative_to(source): p.read_bytes() for p in source.rglob("*") if p.is_file()}
+    for path in (source, *(p for p in source.rglob("*") if p.is_dir())):
+        os.chmod(path, stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        out = tmp_path / "new" / "int8.bundle"
+        code, output = invoke("quantize", source, "--calibrate", images, "--min-psnr", "0", "-o", out)
+        assert code == 0 and f"into {out}" in output, output
+    finally:
+        for path in (source, *(p for p in source.rglob("*") if p.is_dir())):
+            os.chmod(path, stat.S_IRWXU)
+    assert {p.relative_to(source): p.read_bytes() for p in source.rglob("*") if p.is_file()} == before
+    copy, original = Bundle(out), Bundle(source)
+    assert copy.precisions == ["fp32", "int8"] and "int8" in copy.manifest.quality
+    assert all(copy.graph_bytes(name, "fp32") == original.graph_bytes(name, "fp32") for name in original.graphs)
+    assert not any(p.name.startswith(".") for p in out.parent.iterdir())  # no staging folder left
+
+
+def test_quantize_output_refuses_a_folder_in_use_and_writes_nothing_below_the_floor(model, images, tmp_path):
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "keep.txt").write_text("mine")
+    code, output = invoke("quantize", model, "--calibrate", images, "-o", used)
+    line = error_line(output)
+    assert code == 2 and f"--output {used} exists and is not an empty folder" in line, output
+    assert [p.name for p in used.iterdir()] == ["keep.txt"]
+    out = tmp_path / "low.bundle"
+    code, output = invoke("quantize", model, "--calibrate", images, "--min-psnr", "200", "-o", out)
+    assert code == 2 and "nothing written" in error_line(output), output
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 # -- refusals: one line, exit 2, nothing written -------------------------------------------------------------
 
 

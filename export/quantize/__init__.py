@@ -67,15 +67,22 @@ class QuantizeResult:
 
 
 def quantize_bundle(bundle: Bundle | str | Path, calibrate: str | Path, min_psnr: float = DEFAULT_MIN_PSNR,
-                    holdout: int | None = None, notify: Callable[[str], None] = print) -> QuantizeResult:
-    """Calibrate, quantize, measure, and (at or above `min_psnr`) write int8 graphs into the bundle."""
+                    holdout: int | None = None, notify: Callable[[str], None] = print,
+                    output: str | Path | None = None) -> QuantizeResult:
+    """Calibrate, quantize, measure, and (at or above `min_psnr`) write int8 graphs into the bundle, or with
+    `output` into a new bundle there (a copy with the int8 graphs; the bundle itself is not changed)."""
     started = time.perf_counter()
     bundle = open_bundle(bundle)
     label = printable(str(bundle.path), control=True)
+    if output is not None and Path(output).resolve() == bundle.path.resolve():
+        output = None
     if "fp32" not in bundle.precisions:
         raise InputError(f"bundle {label} has no fp32 graphs to quantize")
-    if not os.access(bundle.path, os.W_OK):
-        raise InputError(f"bundle {label} is not writable; copy it (cp -r) and quantize the copy")
+    if output is None and not os.access(bundle.path, os.W_OK):
+        raise InputError(f"bundle {label} is not writable; pass --output NEW.bundle to write a quantized copy")
+    if output is not None and Path(output).exists() and (not Path(output).is_dir() or any(Path(output).iterdir())):
+        raise InputError(f"--output {printable(str(output), control=True)} exists and is not an empty folder; "
+                         "choose a new one")
     calibration, heldout = split_images(list_calibration_images(Path(calibrate)), holdout)
     notify(f"{len(calibration)} calibration images, {len(heldout)} held out for the quality check")
     jobs = job_plans(bundle)
@@ -120,8 +127,11 @@ def quantize_bundle(bundle: Bundle | str | Path, calibrate: str | Path, min_psnr
                          f"images is below --min-psnr {min_psnr:g}; nothing written (calibrate on more images like "
                          "the ones you translate, or use fp32/bf16)")
     manifest, new_files = publish.int8_manifest(raw, int8, quality)
-    written = publish.publish(bundle.path, raw, manifest, new_files)
-    return QuantizeResult(bundle.path, choices, quality, written, len(calibration), len(heldout),
+    if output is None:
+        written = publish.publish(bundle.path, raw, manifest, new_files)
+    else:
+        written = publish.publish_copy(bundle.path, manifest, new_files, Path(output))
+    return QuantizeResult(Path(output or bundle.path), choices, quality, written, len(calibration), len(heldout),
                           time.perf_counter() - started)
 
 

@@ -102,6 +102,21 @@ def publish(bundle_path: Path, old: dict[str, Any], manifest: dict[str, Any], ne
     return [str(p.relative_to(bundle_path)) for p in written]
 
 
+def publish_copy(bundle_path: Path, manifest: dict[str, Any], new_files: dict[str, bytes], output: Path) -> list[str]:
+    """A new bundle at `output` (absent or an empty folder): staged beside it, then renamed into place, so it is
+    complete or absent."""
+    staging = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        stage(bundle_path, manifest, new_files, staging)
+        os.replace(staging, output)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BundleError(f"--output {printable(str(output), control=True)}: cannot write the quantized bundle "
+                          f"({exc.strerror or exc}); nothing written") from None
+    return sorted(manifest["files"]) + [MANIFEST_NAME]
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:

@@ -17,9 +17,11 @@ from munit_rt.cli.common import BundlePath, echo_text, friendly_errors
               help="Refuse (writing nothing) when the int8 job's outputs are below this PSNR against fp32's.")
 @click.option("--holdout", type=click.IntRange(min=1), metavar="N",
               help="Held-out images for the quality check [default: a fifth of the images, 1 to 32].")
+@click.option("-o", "--output", type=click.Path(path_type=Path), metavar="DIR",
+              help="Write a quantized copy of BUNDLE here (a new or empty folder) and leave BUNDLE unchanged.")
 @friendly_errors
-def command(bundle: Path, calibrate: Path, min_psnr: float, holdout: int | None) -> None:
-    """Write int8 graphs into BUNDLE, calibrated on real images, with their measured quality.
+def command(bundle: Path, calibrate: Path, min_psnr: float, holdout: int | None, output: Path | None) -> None:
+    """Write int8 graphs into BUNDLE (or a copy, --output), calibrated on real images, with their measured quality.
 
     \b
     The family's own translate job (default options, every direction) runs in fp32 on the
@@ -36,7 +38,7 @@ def command(bundle: Path, calibrate: Path, min_psnr: float, holdout: int | None)
     from munit_rt.export.quantize import quantize_bundle
 
     result = quantize_bundle(bundle, calibrate, min_psnr=min_psnr, holdout=holdout,
-                             notify=lambda line: echo_text(line, err=True))
+                             notify=lambda line: echo_text(line, err=True), output=output)
     quantized = [name for name, choice in result.choices.items() if choice.quantize]
     echo_text(f"wrote int8 graphs into {result.bundle} in {result.seconds:.1f} s: {len(quantized)} quantized "
               f"({', '.join(quantized) or 'none'}), {len(result.choices) - len(quantized)} fp32 files; "
