@@ -44,7 +44,7 @@ def ort_session(model: bytes, threads: int) -> Any:
 def numpy_label() -> str:
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
-    except Exception:  # noqa: BLE001 - older numpy: no machine-readable config
+    except Exception:  # noqa: BLE001 - numpy before 1.26: no machine-readable config
         blas = "its BLAS"
     return f"numpy ({'OpenBLAS' if 'openblas' in str(blas).lower() else blas})"
 
@@ -152,20 +152,12 @@ def cuda_torch() -> Any:
 
 
 def cuda_free_bytes() -> int | None:
-    """cudaMemGetInfo's free bytes through torch, else cuda-python; None where neither can say."""
-    if not gpu_present():
-        return None
+    """cudaMemGetInfo's free bytes (through torch); None without a CUDA torch."""
     torch = cuda_torch()
-    if torch is not None:
-        torch.cuda.synchronize()
-        return int(torch.cuda.mem_get_info()[0])
-    try:
-        from munit_rt.tensorrt import cuda_check, import_cudart
-
-        cudart = import_cudart()
-        return int(cuda_check(cudart, cudart.cudaMemGetInfo(), "cudaMemGetInfo")[0])
-    except Exception:  # noqa: BLE001 - no CUDA runtime: memory is not reported
+    if torch is None:
         return None
+    torch.cuda.synchronize()
+    return int(torch.cuda.mem_get_info()[0])
 
 
 # ------------------------------------------------------------------------------------------------ machine

@@ -1,10 +1,7 @@
 """What the benchmarks run: the bundle, the engines (munit_rt backends) measured on it, synthetic graph feeds, the
-family's job and the graphs it calls (recorded by munit_rt.export.flops while it runs).
-
-Nothing here knows a model family. The bundle is given (--bundle) or random weights of a registered family
-(munit_rt.export.random_bundle); feeds follow each graph's TensorSpecs (docs/bundle-format.md: N the batch, H and
-W the image size, h and w the size over the spatial multiple, integer dims fixed); the job is the family's
-TranslatePlan, and which graphs it calls, with how many rows, is recorded while it runs, never assumed.
+family's job and the graphs it calls. Nothing here knows a model family: the bundle is given (--bundle) or random
+weights of a registered family (munit_rt.export.random_bundle), feeds follow each graph's TensorSpecs, the job is
+the family's TranslatePlan, and which graphs it calls, with how many rows, is recorded while it runs.
 """
 from __future__ import annotations
 
@@ -33,14 +30,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def read_config(text: str | None) -> dict | None:
-    if not text:
-        return None
-    path = Path(text)
-    if path.suffix in (".json", ".yaml", ".yml") and path.is_file():
-        import yaml
+    """--config: JSON text, or a .json/.yaml file (JSON is YAML)."""
+    import yaml
 
-        return yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML
-    return json.loads(text)
+    is_file = bool(text) and Path(text).suffix in (".json", ".yaml", ".yml") and Path(text).is_file()
+    return yaml.safe_load(Path(text).read_text(encoding="utf-8")) if is_file else json.loads(text) if text else None
 
 
 def model_bundle(args: argparse.Namespace, work: Path, precision: str = "fp32",
@@ -80,7 +74,7 @@ def model_bundle(args: argparse.Namespace, work: Path, precision: str = "fp32",
 @dataclass(frozen=True)
 class Engine:
     """One measured engine: a backend of munit_rt.backends with its precision and options; `needs`: torch-cuda,
-    triton, ort-cuda (a usable ONNX Runtime CUDA provider), graphs (the bundle holds the precision); `roof`: the
+    triton, ort-cuda (a usable ONNX Runtime CUDA provider); `roof`: the
     engine_roofs key its GFLOP/s is compared with on the CPU (on CUDA: cuda_<precision>); `batch_one`: the
     official loop, the job at --batch-size 1."""
 
@@ -103,10 +97,10 @@ def chosen(text: str | None, known: tuple[str, ...], option: str) -> list[str]:
     return keys or list(known)
 
 
-def why_not(engine: Engine, bundle: Any = None, torch_device: str = "auto") -> str | None:
+def why_not(engine: Engine, torch_device: str = "auto") -> str | None:
     """Why `engine` cannot run here (None: it can): its backend's reason, a precision this CPU would not run
-    natively (OpenVINO bf16 without AVX512_BF16/AMX), or one of its `needs` missing; `bundle` None skips the
-    bundle's checks, --torch-device cpu the CUDA ones."""
+    natively (OpenVINO bf16 without AVX512_BF16/AMX), or one of its `needs` missing (--torch-device cpu: torch's
+    CUDA needs are not). A bundle without the precision's graphs refuses it when opened."""
     from munit_rt.backends import backend_class, unavailable_reason
 
     reason = unavailable_reason(engine.backend)
@@ -124,17 +118,13 @@ def why_not(engine: Engine, bundle: Any = None, torch_device: str = "auto") -> s
             from munit_rt.backends.onnxruntime import cuda_usable
 
             reason = None if cuda_usable() else "no usable ONNX Runtime CUDA provider (onnxruntime-gpu and a GPU)"
-        elif need == "graphs" and bundle is not None:
-            stored = backend_class(engine.backend).precisions.get(engine.precision, engine.precision)  # bf16: fp32
-            if stored not in bundle.precisions:
-                reason = f"the bundle has no {stored} graphs (it holds: {', '.join(bundle.precisions)})"
     return reason
 
 
-def each_engine(engines: list[Engine], why: Callable[[Engine], str | None], run: Callable[[Engine], Any],
-                field_name: str, limit: int | None = None) -> tuple[dict[str, Any], list[dict[str, str]]]:
+def each_engine(engines: list[Engine], why: Callable[[Engine], str | None],
+                run: Callable[[Engine], Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """{key: run(engine)} of the engines that can run here, and the skipped ones, each with its reason: why's, or
-    the error `run` raised (its first `limit` characters; reported like a skip, the others go on)."""
+    the error `run` raised (reported like a skip; the others go on)."""
     done, skipped = {}, []
     for engine in engines:
         reason = why(engine)
@@ -143,9 +133,9 @@ def each_engine(engines: list[Engine], why: Callable[[Engine], str | None], run:
                 done[engine.key] = run(engine)
                 continue
             except Exception as exc:  # noqa: BLE001 - could not open or build: reported like a skip
-                reason = f"failed to open: {type(exc).__name__}: {str(exc)[:limit]}"
+                reason = f"failed to open: {type(exc).__name__}: {str(exc)[:300]}"
         print(f"{engine.label}: skipped ({reason})", flush=True)
-        skipped.append({field_name: engine.key, "label": engine.label, "reason": reason})
+        skipped.append({"engine": engine.key, "label": engine.label, "reason": reason})
     return done, skipped
 
 

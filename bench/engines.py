@@ -2,12 +2,10 @@
 on each, at each batch, in interleaved rounds; speed, error, GFLOP/s against the engine's own roof, device memory.
 
     .venv/bin/python bench/engines.py [--bundle B | --family F [--config C]] [--engines KEY,...] [--batches 8]
-        [--size 256] [--styles 8] [--rounds 5] [--calibrate DIR] [--out PREFIX] [--quick]
-    .venv/bin/python bench/engines.py --merge A.json B.json --out PREFIX
+        [--size 256] [--rounds 5] [--calibrate DIR] [--out PREFIX] [--quick] | --merge A.json B.json --out PREFIX
 
-Engines (ENGINES), the job, the rounds and the report: bench/README.md. One that cannot run here is listed as
-skipped with the reason. Writes PREFIX.json, PREFIX.md and PREFIX.png (default bench/results/engines; --quick:
-the work folder). Prints numbers, asserts none: the targets are reported as met / not met / not measured.
+Engines (ENGINES), the job, the rounds, the report (PREFIX.json, .md, .png): bench/README.md. Prints numbers,
+asserts none: the targets are reported as met / not met / not measured.
 """
 from __future__ import annotations
 
@@ -46,9 +44,9 @@ ENGINES = (  # the official loop: the speed-ups' base; PyTorch eager FP32: the e
     Engine("ort-cuda-fp32", "ONNX Runtime CUDA FP32 (I/O binding)", "onnxruntime", "fp32",
            {"providers": CUDA, "io_binding": True}, ("ort-cuda",)),
     Engine("ort-cuda-fp16", "ONNX Runtime CUDA FP16 (I/O binding)", "onnxruntime", "fp16",
-           {"providers": CUDA, "io_binding": True}, ("ort-cuda", "graphs")),
+           {"providers": CUDA, "io_binding": True}, ("ort-cuda",)),
     Engine("tensorrt-fp32", "TensorRT FP32", "tensorrt", "fp32"),
-    Engine("tensorrt-fp16", "TensorRT FP16", "tensorrt", "fp16", needs=("graphs",)),
+    Engine("tensorrt-fp16", "TensorRT FP16", "tensorrt", "fp16"),
     Engine("openvino-fp32", "OpenVINO FP32", "openvino", "fp32", roof="openvino_fp32"),
     Engine("openvino-bf16", "OpenVINO BF16", "openvino", "bf16", roof="openvino_bf16"),
     Engine("openvino-int8", "OpenVINO INT8 (the rest bf16 where native)", "openvino", "int8", roof="openvino_int8"),
@@ -203,9 +201,8 @@ def measure(bundle: Any, settings: dict[str, Any], checkpoint: Path | None) -> d
                      **cuda_roofs(n, repeats)}
     load_before, first_roofs = load_average(), roofs()
 
-    opened, skipped = each_engine(engines, lambda e: why_not(e, bundle, settings["torch_device"]),
-                                  lambda e: Opened(e, bundle, settings, inputs, jobs, per_row, checkpoint),
-                                  "engine", 300)
+    opened, skipped = each_engine(engines, lambda e: why_not(e, settings["torch_device"]),
+                                  lambda e: Opened(e, bundle, settings, inputs, jobs, per_row, checkpoint))
     main = {b: jobs[b]["main_graph"] for b in settings["batches"] if b in jobs}
     order = list(opened)
     for k in range(settings["rounds"] if order else 0):  # every engine once per round, the first one rotating
@@ -256,8 +253,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32
     chosen_engines = [e for e in ENGINES if e.key in settings["engines"]]
-    fp16 = importlib.util.find_spec("onnxconverter_common") is not None and any(
-        e.precision == "fp16" and "graphs" in e.needs and why_not(e, None, args.torch_device) is None
+    fp16 = importlib.util.find_spec("onnxconverter_common") is not None and any(  # FP16 graphs: a consumer runs here
+        e.precision == "fp16" and e.backend != "torch" and why_not(e, args.torch_device) is None
         for e in chosen_engines)
     with tempfile.TemporaryDirectory(prefix="munit-rt-engines-") as tmp:
         work = args.work_dir or Path(tmp)

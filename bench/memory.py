@@ -1,17 +1,9 @@
 """Peak resident memory of `translate` on many small images: does it stay flat as the image count grows?
 
-Writes --image-size PNGs (100 per folder) and a bundle, then translates the first N images for each N in
---counts, each in a fresh child process (munit_rt.translate.run.translate_paths, nested layout, --styles random
-styles, ONNX Runtime CPU, outputs at --size), and prints that process's peak resident memory (VmHWM from
-/proc/self/status; ru_maxrss where /proc is missing), its resident memory once the modules are imported (before
-any image), and the throughput. Bounded prefetch queues keep the peak flat; an unbounded one would grow with N.
-
-    .venv/bin/python bench/memory.py                          # 1,000 vs 5,000 images
-    .venv/bin/python bench/memory.py --counts 100 1000 5000 --work-dir W   # keep images and bundle in W
-
-The bundle is --bundle, or random weights of --family (--config: its config keys; the default config's weights
-count in the resident memory, so pass a small config to measure the pipeline alone). Prints numbers only;
---json also writes them.
+Translates the first N of --image-size noise PNGs for each N in --counts, each run in a fresh child process
+(translate_paths, ONNX Runtime CPU), and prints its peak resident memory (VmHWM; ru_maxrss without /proc), its
+resident memory once the modules are imported, and the throughput. Bounded prefetch queues keep the peak flat.
+The model's weights count in it: pass a small --config to measure the pipeline. bench/README.md has the command.
 """
 from __future__ import annotations
 
