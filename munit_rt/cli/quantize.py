@@ -42,4 +42,5 @@ def command(bundle: Path, calibrate: Path, min_psnr: float, holdout: int | None,
     quantized = [name for name, choice in result.choices.items() if choice.quantize]
     echo_text(f"wrote int8 graphs into {result.bundle} in {result.seconds:.1f} s: {len(quantized)} quantized "
               f"({', '.join(quantized) or 'none'}), {len(result.choices) - len(quantized)} fp32 files; "
-              f"files written: {', '.join(result.written) or 'none (unchanged)'}")
+              + (f"a copy of {bundle}, {len(result.written)} files" if result.bundle.resolve() != bundle.resolve() else
+                 f"files written: {', '.join(result.written) or 'none (unchanged)'}"))
