@@ -315,3 +315,35 @@ def test_onnxruntime_io_binding_job_equals_the_numpy_path(quick, family):
             outputs[io_binding] = plan.run(translator, images, ["x/a.png", "x/b.png"])
     assert outputs[True].shape == outputs[False].shape and outputs[True].shape[0] == 2
     np.testing.assert_allclose(outputs[True], outputs[False], rtol=0, atol=1e-6)
+
+
+def test_recorded_calls_give_the_munit_jobs_flops(quick):
+    """munit_rt.export.flops.recorded_calls on the MUNIT job (1 image x 8 styles, --batch-size 3): the calls it
+    makes, as the job is written (content once, the style MLP on all 8 codes, decodes of at most 3 rows), and
+    calls_flops = rows x one row's FLOPs (graph_flops at batch 1) per graph; run() is restored afterwards."""
+    from munit_rt import Bundle, Translator
+    from munit_rt.export.flops import bundle_flops, calls_flops, graph_flops, recorded_calls
+    from munit_rt.translate.options import TranslateOptions
+
+    if "munit" not in quick:
+        pytest.skip("MUNIT is not registered")
+    bundle = Bundle(quick["munit"]["bundle"])
+    options = TranslateOptions(inputs=[], styles=8, batch_size=3).for_family(bundle.spec, lambda note: None)
+    plan = bundle.spec.plan(bundle, options)
+    size = bundle.manifest.preprocess.size
+    image = np.zeros((1, plan.channels, size, size), np.float32)
+    with Translator(bundle, backend="onnxruntime") as translator:
+        plan.prepare(translator)
+        with recorded_calls(translator.backend) as calls:
+            plan.run(translator, image, ["a.png"])
+        assert "run" not in vars(translator.backend)
+    graphs = {name.rsplit("_", 1)[0]: name for name, _ in calls}  # this direction's graph of each role
+    assert sorted(calls) == sorted([(graphs["content_encoder"], 1), (graphs["style_mlp"], 8),
+                                    (graphs["decoder"], 3), (graphs["decoder"], 3), (graphs["decoder"], 2)])
+    per_row = bundle_flops(bundle, size)
+    for name, count in per_row.items():
+        shapes = {t.name: t.shape_at(1, size, bundle.manifest.spatial_multiple) for t in bundle.graphs[name].inputs}
+        assert count.total == graph_flops(bundle.graph_path(name, "fp32"), shapes).total
+    assert calls_flops(calls, per_row) == {graphs["content_encoder"]: per_row[graphs["content_encoder"]].total,
+                                           graphs["style_mlp"]: 8 * per_row[graphs["style_mlp"]].total,
+                                           graphs["decoder"]: 8 * per_row[graphs["decoder"]].total}
