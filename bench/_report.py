@@ -161,9 +161,9 @@ def plot(r: dict[str, Any], plt: Any) -> Any:
         axis.set(xlabel=title, yticks=np.arange(len(keys)) + 0.4 - height / 2)
         axis.set_yticklabels([r["engines"][k]["label"] for k in keys] if axis is axes[0] else [])
         axis.invert_yaxis()
-    for key, roof in r["roofs"].items():
-        axes[1].axvline(roof["gflops"], linestyle="--", linewidth=0.8, color="grey")
-        axes[1].text(roof["gflops"], len(keys) - 0.5, key, rotation=90, fontsize=7, va="bottom")
+    for i, (key, roof) in enumerate(sorted(r["roofs"].items(), key=lambda item: item[1]["gflops"])):
+        axes[1].axvline(roof["gflops"], linestyle="--", linewidth=0.8, color="grey")  # labels staggered: roofs
+        axes[1].text(roof["gflops"], len(keys) * (1 - (i % 3) / 3) - 0.5, key, rotation=90, fontsize=7, va="bottom")
     axes[0].legend(fontsize=8)
     model = r["meta"]["model"].split(", config")[0]  # a random-weight model's config is in the JSON
     fig.suptitle(f"{model}, {r['settings']['size']}x{r['settings']['size']}, {r['meta']['machine']['cpu']}",
