@@ -177,7 +177,6 @@ def run_for_shapes(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[i
     return {name: tuple(np.shape(v)) for name, v in zip(names, values)}
 
 
-
 # ------------------------------------------------------------------------------------------- a bundle's job
 
 
