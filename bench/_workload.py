@@ -216,9 +216,10 @@ def with_int8(bundle_path: Path, work: Path, calibrate: Path | None, size: int) 
     bundle = Bundle(bundle_path)
     if "int8" in bundle.precisions:
         return bundle_path, "the bundle's own int8 graphs"
-    images = calibrate or smooth_images(work / "calibration", 20, size)
-    copy = work / f"int8-{bundle.manifest_sha256[:12]}-{hashlib.sha256(str(images.resolve()).encode()).hexdigest()[:8]}"
+    source = str(calibrate.resolve()) if calibrate else f"smooth random {size}"
+    copy = work / f"int8-{bundle.manifest_sha256[:12]}-{hashlib.sha256(source.encode()).hexdigest()[:8]}"
     if not copy.is_dir():  # complete or absent
+        images = calibrate or smooth_images(work / "calibration", 20, size)  # written only when quantizing
         print(f"quantizing a copy of the bundle on {images} ...", flush=True)
         quantize_bundle(bundle_path, images, min_psnr=0.0, output=copy, notify=lambda line: print(f"  {line}"))
     return copy, f"quantized here on {calibrate or 'smooth random images'} (munit_rt.export.quantize)"

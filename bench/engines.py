@@ -215,7 +215,8 @@ def measure(bundle: Any, settings: dict[str, Any], checkpoint: Path | None) -> d
     winograd = next((o for o in opened.values() if o.engine.options.get("winograd", "off") != "off"), None)
     for batch in (b for b in main if winograd and b in winograd.batches):  # ONNX Runtime CPU executes fewer
         shapes = {k: v.shape for k, v in winograd.feeds[batch][0].items()}
-        jobs[batch]["executed_gflop_per_call"] = executed_flops(bundle, main[batch], shapes, "auto") / 1e9
+        mode = winograd.engine.options["winograd"]
+        jobs[batch]["executed_gflop_per_call"] = executed_flops(bundle, main[batch], shapes, mode) / 1e9
     # errors against PyTorch eager FP32; without the source checkpoint (a bundle shipped alone), against ONNX
     # Runtime FP32 as exported, and the report says so
     reference = next((k for k in ("torch-eager", "ort-fp32-direct", "ort-fp32", "ort-cuda-fp32", "openvino-fp32")

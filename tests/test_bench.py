@@ -176,7 +176,8 @@ def test_merge_derives_the_targets_again(quick, tmp_path):
 def test_translate_cpu_times_the_official_loop_and_munit_rt_end_to_end(tmp_path):
     pytest.importorskip("openvino", reason="the --also run (installed by the dev extra)")
     bench("translate_cpu.py", "--family", "munit", "--config", json.dumps(tiny_config(get_family("munit"))),
-          "--images", 2, "--size", 32, "--styles", 3, "--also", "openvino:fp32", "--work-dir", tmp_path / "work",
+          "--images", 2, "--size", 32, "--styles", 3, "--also", "openvino:fp32,openvino:int8", "--work-dir",
+          tmp_path / "work",
           "--json", tmp_path / "r.json")
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["job"]["outputs"] == 2 * 3
@@ -187,6 +188,8 @@ def test_translate_cpu_times_the_official_loop_and_munit_rt_end_to_end(tmp_path)
     also = results["also"]["openvino-fp32"]  # the same graphs in fp32: the PNGs agree to a level or so
     assert also["png_psnr_db"] is None or also["png_psnr_db"] > 45
     assert also["png_p999_levels"] <= 1
+    int8 = results["also"]["openvino-int8"]  # quantized graphs: the PNGs measurably differ, and are compared
+    assert int8["png_psnr_db"] is not None and 15 < int8["png_psnr_db"] < 80 and int8["png_p999_levels"] >= 1
 
 
 def test_memory_reports_each_runs_peak_resident_memory(tmp_path):

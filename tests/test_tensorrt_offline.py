@@ -16,7 +16,7 @@ import pytest
 
 from fakes import tensorrt as trt_fakes
 from fakes.imports import run_blocked
-from fakes.tensorrt import CC, IO, M, MLP_W, P, SD, fake_graph, fake_manifest, typed  # noqa: F401 (IO: bench tests)
+from fakes.tensorrt import CC, M, MLP_W, P, SD, fake_graph, fake_manifest, typed
 from munit_rt.errors import BackendUnavailable, BundleError, InputError
 from munit_rt.tensorrt import EngineBuildError, ProfileError
 from munit_rt.tensorrt import builder as trt_builder
